@@ -1,0 +1,3 @@
+from engine.cli.main import app
+
+app(prog_name="amp")

@@ -1,0 +1,95 @@
+"""Every error AMP raises on purpose, in one tree.
+
+    AmpError
+    ├── InputError                 the user's input cannot be used as given
+    │   ├── ImageReadError         missing, unreadable, empty, corrupt or not an image
+    │   ├── ImageTooLargeError     more pixels than the configured limit (decompression bomb)
+    │   ├── UnsafePathError        a path that would leave its allowed root
+    │   └── OptionError            an option value that makes no sense (scale, denoise, device...)
+    ├── ModelError                 a model cannot be found, fetched, verified or understood
+    │   ├── ModelNotFoundError     not in any lookup location; says how to get it
+    │   ├── ModelDownloadError     the network failed; says how to place the file by hand
+    │   ├── ModelChecksumError     the bytes are not the official ones
+    │   └── UnsupportedModelError  a state dict of an architecture AMP does not know
+    └── DeviceError                the compute device cannot do what was asked
+        └── DeviceOutOfMemoryError
+
+Callers catch `AmpError` at the edges (CLI, service) and show the message; anything
+else is a bug and keeps its traceback. Messages say what failed and what to do next.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class AmpError(Exception):
+    """Base of every error AMP raises deliberately."""
+
+
+class InputError(AmpError):
+    """The user's input cannot be used as given."""
+
+
+class ImageReadError(InputError):
+    def __init__(self, path: Path | str, reason: str) -> None:
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"cannot read image {self.path}: {reason}")
+
+
+class ImageTooLargeError(InputError):
+    def __init__(self, path: Path | str, pixels: int, limit: int) -> None:
+        self.path = Path(path)
+        self.pixels = pixels
+        self.limit = limit
+        super().__init__(
+            f"{self.path} has {pixels:,} pixels, over the limit of {limit:,} "
+            "(a guard against decompression bombs); raise it with --max-pixels if the file is trusted"
+        )
+
+
+class UnsafePathError(InputError):
+    def __init__(self, path: Path | str, root: Path | str, reason: str) -> None:
+        self.path = str(path)
+        self.root = Path(root)
+        super().__init__(f"path {self.path!r} is not allowed under {self.root}: {reason}")
+
+
+class OptionError(InputError):
+    """An option value that cannot work, e.g. a denoise strength outside [0, 1]."""
+
+
+class ModelError(AmpError):
+    """A model cannot be found, fetched, verified or understood."""
+
+
+class ModelNotFoundError(ModelError):
+    pass
+
+
+class ModelDownloadError(ModelError):
+    pass
+
+
+class ModelChecksumError(ModelError):
+    def __init__(self, path: Path | str, expected: str, actual: str) -> None:
+        self.path = Path(path)
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            f"{self.path} has sha256 {actual}, expected {expected}: "
+            "the file is corrupt or not the official release; delete it and fetch it again"
+        )
+
+
+class UnsupportedModelError(ModelError):
+    pass
+
+
+class DeviceError(AmpError):
+    """The compute device cannot do what was asked."""
+
+
+class DeviceOutOfMemoryError(DeviceError):
+    pass
