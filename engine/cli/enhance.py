@@ -1,0 +1,301 @@
+"""`amp enhance`: batch Real-ESRGAN enhancement of files and folders."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from engine.cli.output import exits_on_amp_error, print_json, stderr
+from engine.device import resolve_device, resolve_dtype
+from engine.enhance.batch import STAGES, BatchReport, EnhanceJob, FileResult, run_batch
+from engine.enhance.models import DEFAULT_MODEL, load_enhancement_model
+from engine.enhance.photo import AlphaMode
+from engine.enhance.upscaler import TileSettings, Upscaler
+from engine.errors import ImageReadError, OptionError
+from engine.io.decode import DEFAULT_MAX_PIXELS
+from engine.io.discover import find_images
+from engine.resources import ResourceMeter, ResourceUsage
+
+OUTPUT_FORMATS = ("same", "jpeg", "png", "tiff", "webp")
+
+
+@exits_on_amp_error
+def enhance(
+    inputs: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Image files and folders (searched recursively) to enhance.", show_default=False
+        ),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out", "-o", help="Output root; every result is written below it.", show_default=False
+        ),
+    ],
+    scale: Annotated[
+        float | None,
+        typer.Option(
+            "--scale",
+            "-s",
+            help="Output scale (any value, e.g. 2, 4, 1.5). The network runs at its native scale, "
+            "then a Lanczos resize reaches this one. Default: the model's native scale.",
+            show_default=False,
+        ),
+    ] = None,
+    denoise: Annotated[
+        float | None,
+        typer.Option(
+            "--denoise",
+            "-d",
+            help="Denoise strength in [0, 1] for realesr-general-x4v3: its weights are blended "
+            "with realesr-general-wdn-x4v3 (1 = full denoise, 0 = keep grain). Default 0.5.",
+            show_default=False,
+        ),
+    ] = None,
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model", "-m", help="A model name from `amp models list`, or the path to a .pth file."
+        ),
+    ] = DEFAULT_MODEL,
+    tile: Annotated[
+        int,
+        typer.Option(
+            help="Tile size in input pixels; 0 runs each image whole. Smaller tiles use less "
+            "memory."
+        ),
+    ] = 0,
+    tile_pad: Annotated[
+        int, typer.Option(help="Context pixels around each tile, hiding seams between tiles.")
+    ] = 10,
+    pre_pad: Annotated[
+        int,
+        typer.Option(
+            help="Reflection padding at the image's bottom/right edge before the network."
+        ),
+    ] = 0,
+    precision: Annotated[
+        str,
+        typer.Option(help="auto (fp16 on CUDA, fp32 on CPU), fp32, fp16 or bf16."),
+    ] = "auto",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    path_template: Annotated[
+        str,
+        typer.Option(
+            help="Where each result goes under --out. Fields: {year} {month} {day} (EXIF "
+            "DateTimeOriginal, else the file's mtime), {filename} {stem} {ext}. "
+            "E.g. 'year={year}/month={month}/{filename}'.",
+        ),
+    ] = "{filename}",
+    output_format: Annotated[
+        str,
+        typer.Option(
+            "--format", help="Output format: same (as each input), jpeg, png, tiff or webp."
+        ),
+    ] = "same",
+    quality: Annotated[int, typer.Option(help="JPEG/WebP quality, 1-100.")] = 95,
+    alpha: Annotated[
+        str,
+        typer.Option(
+            help="How an alpha channel is upscaled: network (as a grey image) or bicubic."
+        ),
+    ] = "network",
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            help="Replace existing outputs; by default they are skipped, so a rerun resumes."
+        ),
+    ] = False,
+    max_pixels: Annotated[
+        int,
+        typer.Option(help="Refuse inputs with more pixels than this (decompression-bomb guard)."),
+    ] = DEFAULT_MAX_PIXELS,
+    json_output: Annotated[
+        bool,
+        typer.Option(
+            "--json", help="Write one JSON report to stdout instead of the progress bar and table."
+        ),
+    ] = False,
+) -> None:
+    """Enhance photos with Real-ESRGAN: upscale (x2, x4, any scale) and denoise.
+
+    Originals are never modified. Each result is written atomically; existing results are
+    skipped, so an interrupted run resumes. A file that cannot be read or enhanced is
+    reported and skipped, and the exit code is 1 if any file failed.
+    """
+    if output_format not in OUTPUT_FORMATS:
+        raise OptionError(
+            f"unknown --format {output_format!r}: use one of {', '.join(OUTPUT_FORMATS)}"
+        )
+    if alpha not in ("network", "bicubic"):
+        raise OptionError(f"unknown --alpha {alpha!r}: use network or bicubic")
+    if not 1 <= quality <= 100:
+        raise OptionError(f"--quality must be within 1..100, got {quality}")
+    if scale is not None and scale <= 0:
+        raise OptionError(f"--scale must be positive, got {scale}")
+    files = find_images(inputs)
+    if not files:
+        raise ImageReadError(", ".join(map(str, inputs)), "no images found there")
+
+    torch_device = resolve_device(device)
+    dtype = resolve_dtype(precision, torch_device)
+    job = EnhanceJob(
+        out_root=out,
+        path_template=path_template,
+        outscale=scale,
+        alpha=_alpha(alpha),
+        output_format=None if output_format == "same" else output_format,
+        quality=quality,
+        overwrite=overwrite,
+        max_pixels=max_pixels,
+    )
+    gpu_index = (torch_device.index or 0) if torch_device.type == "cuda" else None
+    with ResourceMeter(gpu_index=gpu_index) as meter:
+        loaded = load_enhancement_model(model, denoise)
+        meter.io.add_read(loaded.weights_bytes)
+        upscaler = Upscaler(
+            loaded.network,
+            loaded.spec,
+            device=torch_device,
+            dtype=dtype,
+            tiles=TileSettings(tile, tile_pad, pre_pad),
+        )
+        with _progress(len(files), enabled=not json_output) as on_result:
+            report = run_batch(files, upscaler, job, io=meter.io, on_result=on_result)
+    usage = meter.usage()
+
+    settings = {
+        "model": loaded.name,
+        "network": loaded.spec.arch,
+        "native_scale": loaded.spec.scale,
+        "outscale": scale if scale is not None else loaded.spec.scale,
+        "denoise": loaded.denoise,
+        "device": str(torch_device),
+        "precision": str(dtype).removeprefix("torch."),
+        "tile": tile,
+        "tile_pad": tile_pad,
+        "pre_pad": pre_pad,
+    }
+    if json_output:
+        print_json(_report_document(report, usage, settings))
+    else:
+        _print_summary(report, usage, settings)
+    if report.count("failed"):
+        raise typer.Exit(code=1)
+
+
+def _alpha(value: str) -> AlphaMode:
+    return "bicubic" if value == "bicubic" else "network"
+
+
+class _progress:
+    """A rich progress bar on stderr with images/s and MP/s; silent under --json or off a TTY."""
+
+    def __init__(self, total: int, *, enabled: bool) -> None:
+        self._bar = Progress(
+            TextColumn("[bold]enhance"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=stderr,
+            disable=not enabled or not stderr.is_terminal,
+        )
+        self._task = self._bar.add_task("enhance", total=total, rate="")
+        self._start = 0.0
+        self._done = 0
+        self._megapixels = 0.0
+
+    def __enter__(self):  # noqa: ANN204 - returns the per-file callback
+        self._bar.start()
+        self._start = time.perf_counter()
+        return self._advance
+
+    def __exit__(self, *exc: object) -> None:
+        self._bar.stop()
+
+    def _advance(self, result: FileResult) -> None:
+        if result.status == "enhanced":
+            self._done += 1
+            self._megapixels += result.input_megapixels
+        elif result.status == "failed":
+            stderr.print(f"[yellow]skipped[/] {result.source}: {result.error}", highlight=False)
+        elapsed = max(time.perf_counter() - self._start, 1e-9)
+        rate = f"{self._done / elapsed:.2f} img/s  {self._megapixels / elapsed:.2f} MP/s"
+        self._bar.update(self._task, advance=1, rate=rate)
+
+
+def _report_document(
+    report: BatchReport, usage: ResourceUsage, settings: dict[str, object]
+) -> dict[str, object]:
+    return {
+        "settings": settings,
+        "summary": _summary(report, usage),
+        "stage_seconds": {k: round(v, 4) for k, v in report.stage_seconds.items()},
+        "resource_usage": usage.to_dict(),
+        "files": [r.to_dict() for r in report.results],
+    }
+
+
+def _summary(report: BatchReport, usage: ResourceUsage) -> dict[str, float | int]:
+    wall = max(usage.wall_seconds, 1e-9)
+    return {
+        "files": len(report.results),
+        "enhanced": report.count("enhanced"),
+        "skipped": report.count("skipped"),
+        "failed": report.count("failed"),
+        "input_megapixels": round(report.enhanced_megapixels, 4),
+        "images_per_second": round(report.count("enhanced") / wall, 4),
+        "megapixels_per_second": round(report.enhanced_megapixels / wall, 4),
+    }
+
+
+def _print_summary(report: BatchReport, usage: ResourceUsage, settings: dict[str, object]) -> None:
+    summary = _summary(report, usage)
+    table = Table(title="amp enhance", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row(
+        "model",
+        f"{settings['model']} ({settings['network']} x{settings['native_scale']}) "
+        f"-> x{settings['outscale']}, denoise {settings['denoise']}",
+    )
+    table.add_row(
+        "device", f"{settings['device']} {settings['precision']}, tile {settings['tile']}"
+    )
+    table.add_row(
+        "files",
+        f"{summary['enhanced']} enhanced, {summary['skipped']} skipped (already done), "
+        f"{summary['failed']} failed",
+    )
+    table.add_row(
+        "throughput",
+        f"{summary['images_per_second']:.3f} images/s, {summary['megapixels_per_second']:.3f} MP/s "
+        f"({summary['input_megapixels']:.2f} MP in {usage.wall_seconds:.1f} s)",
+    )
+    table.add_row("stages", ", ".join(f"{s} {report.stage_seconds[s]:.2f} s" for s in STAGES))
+    gpu = "n/a (no GPU)" if usage.gpu_utilization is None else f"{usage.gpu_utilization:.0%}"
+    table.add_row(
+        "resources",
+        f"CPU {usage.cpu_seconds:.1f} s, peak RSS {usage.peak_rss_mb:.0f} MiB, GPU util {gpu}, "
+        f"read {usage.storage_read_bytes / 1e6:.1f} MB, "
+        f"wrote {usage.storage_write_bytes / 1e6:.1f} MB",
+    )
+    stderr.print(table)
+    for result in report.results:
+        if result.status == "failed":
+            stderr.print(f"[red]failed[/] {result.source}: {result.error}", highlight=False)
