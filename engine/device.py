@@ -45,4 +45,6 @@ def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
     try:
         return _DTYPES[precision]
     except KeyError:
-        raise OptionError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}") from None
+        raise OptionError(
+            f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}"
+        ) from None

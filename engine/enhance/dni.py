@@ -29,7 +29,8 @@ def interpolate_state_dicts(
         tensor_b = b[key]
         if tensor_a.shape != tensor_b.shape:
             raise UnsupportedModelError(
-                f"cannot interpolate {key}: shapes {tuple(tensor_a.shape)} and {tuple(tensor_b.shape)}"
+                f"cannot interpolate {key}: "
+                f"shapes {tuple(tensor_a.shape)} and {tuple(tensor_b.shape)}"
             )
         blended[key] = weight_a * tensor_a + (1.0 - weight_a) * tensor_b
     return blended

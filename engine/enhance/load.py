@@ -29,7 +29,9 @@ def read_state_dict(path: Path) -> StateDict:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as exc:
-        raise UnsupportedModelError(f"{path} is not a readable PyTorch weights file: {exc}") from exc
+        raise UnsupportedModelError(
+            f"{path} is not a readable PyTorch weights file: {exc}"
+        ) from exc
     if isinstance(obj, Mapping):
         for key in ("params_ema", "params"):
             if key in obj and isinstance(obj[key], Mapping):

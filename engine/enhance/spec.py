@@ -38,10 +38,20 @@ class NetworkSpec:
     def build(self) -> nn.Module:
         if self.arch == "SRVGGNetCompact":
             return SRVGGNetCompact(
-                self.num_in_ch, self.num_out_ch, self.num_feat, self.num_conv, self.scale, self.act_type
+                self.num_in_ch,
+                self.num_out_ch,
+                self.num_feat,
+                self.num_conv,
+                self.scale,
+                self.act_type,
             )
         return RRDBNet(
-            self.num_in_ch, self.num_out_ch, self.scale, self.num_feat, self.num_block, self.num_grow_ch
+            self.num_in_ch,
+            self.num_out_ch,
+            self.scale,
+            self.num_feat,
+            self.num_block,
+            self.num_grow_ch,
         )
 
     @property
@@ -108,14 +118,21 @@ def _detect_rrdbnet(state: Mapping[str, torch.Tensor]) -> NetworkSpec:
     num_feat, in_ch_total = int(first.shape[0]), int(first.shape[1])
     num_out_ch = int(state["conv_last.weight"].shape[0])
     num_grow_ch = int(state["body.0.rdb1.conv1.weight"].shape[0])
-    block_ids = {int(m.group(1)) for k in state if (m := re.match(r"body\.(\d+)\.rdb1\.conv1\.weight$", k))}
+    block_ids = {
+        int(m.group(1)) for k in state if (m := re.match(r"body\.(\d+)\.rdb1\.conv1\.weight$", k))
+    }
     num_block = max(block_ids) + 1
     # The unshuffle factor shows in conv_first's input channels: 3 (x4), 12 (x2) or 48 (x1).
     for scale, u in UNSHUFFLE_FACTOR.items():
         if in_ch_total == num_out_ch * u * u:
             return NetworkSpec(
-                "RRDBNet", scale, num_out_ch, num_out_ch, num_feat,
-                num_block=num_block, num_grow_ch=num_grow_ch,
+                "RRDBNet",
+                scale,
+                num_out_ch,
+                num_out_ch,
+                num_feat,
+                num_block=num_block,
+                num_grow_ch=num_grow_ch,
             )
     raise UnsupportedModelError(
         f"RRDBNet with {in_ch_total} input channels for {num_out_ch} output channels "
@@ -131,7 +148,9 @@ def _detect_srvgg(state: Mapping[str, torch.Tensor]) -> NetworkSpec:
     )
     last = conv_ids[-1]
     if conv_ids != list(range(0, last + 1, 2)):
-        raise UnsupportedModelError("SRVGGNetCompact-like state dict with convolutions at odd positions")
+        raise UnsupportedModelError(
+            "SRVGGNetCompact-like state dict with convolutions at odd positions"
+        )
     if "body.1.weight" not in state:
         # ReLU and LeakyReLU have no weights, so they cannot be told apart from the file.
         raise UnsupportedModelError(
@@ -146,5 +165,11 @@ def _detect_srvgg(state: Mapping[str, torch.Tensor]) -> NetworkSpec:
             f"SRVGGNetCompact last conv has {out_channels} channels, not in_ch x scale^2"
         )
     return NetworkSpec(
-        "SRVGGNetCompact", scale, num_in_ch, num_in_ch, num_feat, num_conv=(last - 2) // 2, act_type="prelu"
+        "SRVGGNetCompact",
+        scale,
+        num_in_ch,
+        num_in_ch,
+        num_feat,
+        num_conv=(last - 2) // 2,
+        act_type="prelu",
     )

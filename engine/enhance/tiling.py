@@ -39,7 +39,9 @@ class Tile:
     write: Box  # where the kept pixels go in the upscaled image
 
 
-def plan_tiles(height: int, width: int, *, tile_px: int, tile_pad_px: int, scale: int) -> list[Tile]:
+def plan_tiles(
+    height: int, width: int, *, tile_px: int, tile_pad_px: int, scale: int
+) -> list[Tile]:
     """Cover a `height` x `width` input with tiles of at most `tile_px` core pixels a side.
 
     `tile_px` 0 means one tile: the whole image, no context needed.
@@ -55,16 +57,22 @@ def plan_tiles(height: int, width: int, *, tile_px: int, tile_pad_px: int, scale
     for ty in range(math.ceil(height / tile_px)):
         for tx in range(math.ceil(width / tile_px)):
             core = Box(
-                ty * tile_px, min((ty + 1) * tile_px, height),
-                tx * tile_px, min((tx + 1) * tile_px, width),
+                ty * tile_px,
+                min((ty + 1) * tile_px, height),
+                tx * tile_px,
+                min((tx + 1) * tile_px, width),
             )
             read = Box(
-                max(core.y0 - tile_pad_px, 0), min(core.y1 + tile_pad_px, height),
-                max(core.x0 - tile_pad_px, 0), min(core.x1 + tile_pad_px, width),
+                max(core.y0 - tile_pad_px, 0),
+                min(core.y1 + tile_pad_px, height),
+                max(core.x0 - tile_pad_px, 0),
+                min(core.x1 + tile_pad_px, width),
             )
             keep = Box(
-                core.y0 - read.y0, core.y0 - read.y0 + core.height,
-                core.x0 - read.x0, core.x0 - read.x0 + core.width,
+                core.y0 - read.y0,
+                core.y0 - read.y0 + core.height,
+                core.x0 - read.x0,
+                core.x0 - read.x0 + core.width,
             ).scaled(scale)
             tiles.append(Tile(read, keep, core.scaled(scale)))
     return tiles

@@ -49,7 +49,9 @@ class Upscaler:
         self.device = device
         self.dtype = dtype
         self.tiles = tiles
-        self.network = network.to(device=device, dtype=dtype, memory_format=torch.channels_last).eval()
+        self.network = network.to(
+            device=device, dtype=dtype, memory_format=torch.channels_last
+        ).eval()
 
     @property
     def scale(self) -> int:
@@ -69,12 +71,17 @@ class Upscaler:
         # Tile edges must fall on the pixel-unshuffle grid of RRDBNet x2/x1.
         tile_px = round_up(self.tiles.tile_px, multiple) if self.tiles.tile_px else 0
         plan = plan_tiles(
-            padded_h, padded_w,
-            tile_px=tile_px, tile_pad_px=round_up(self.tiles.tile_pad_px, multiple), scale=self.scale,
+            padded_h,
+            padded_w,
+            tile_px=tile_px,
+            tile_pad_px=round_up(self.tiles.tile_pad_px, multiple),
+            scale=self.scale,
         )
         out = torch.empty((self.spec.num_out_ch, padded_h * self.scale, padded_w * self.scale))
         for batch in _batches_of_equal_shape(plan, self.tiles.tile_batch):
-            crops = torch.stack([padded[:, t.read.y0 : t.read.y1, t.read.x0 : t.read.x1] for t in batch])
+            crops = torch.stack(
+                [padded[:, t.read.y0 : t.read.y1, t.read.x0 : t.read.x1] for t in batch]
+            )
             result = self._forward(crops)
             for tile, tile_out in zip(batch, result, strict=True):
                 k, w = tile.keep, tile.write

@@ -27,17 +27,25 @@ def rgb(faces_dir: Path) -> np.ndarray:
         return np.asarray(im.convert("RGB"))[200:236, 250:290].copy()  # 36 x 40
 
 
-@pytest.mark.parametrize(("outscale", "expected"), [(None, (144, 160)), (4, (144, 160)), (2, (72, 80)),
-                                                    (1.5, (54, 60)), (3.3, (118, 132))])
-def test_output_sizes(upscaler: Upscaler, rgb: np.ndarray, outscale: float | None, expected: tuple[int, int]) -> None:
+@pytest.mark.parametrize(
+    ("outscale", "expected"),
+    [(None, (144, 160)), (4, (144, 160)), (2, (72, 80)), (1.5, (54, 60)), (3.3, (118, 132))],
+)
+def test_output_sizes(
+    upscaler: Upscaler, rgb: np.ndarray, outscale: float | None, expected: tuple[int, int]
+) -> None:
     out = enhance_pixels(rgb, upscaler, outscale=outscale)
     assert out.shape == (*expected, 3) and out.dtype == np.uint8
 
 
-def test_final_resize_is_lanczos_from_the_native_result(upscaler: Upscaler, rgb: np.ndarray) -> None:
+def test_final_resize_is_lanczos_from_the_native_result(
+    upscaler: Upscaler, rgb: np.ndarray
+) -> None:
     native = enhance_pixels(rgb, upscaler)
     half = enhance_pixels(rgb, upscaler, outscale=2)
-    np.testing.assert_array_equal(half, cv2.resize(native, (80, 72), interpolation=cv2.INTER_LANCZOS4))
+    np.testing.assert_array_equal(
+        half, cv2.resize(native, (80, 72), interpolation=cv2.INTER_LANCZOS4)
+    )
 
 
 def test_sixteen_bit_keeps_its_precision(upscaler: Upscaler, rgb: np.ndarray) -> None:
@@ -68,9 +76,7 @@ def test_alpha_modes_are_honoured(upscaler: Upscaler, rgb: np.ndarray) -> None:
     by_bicubic = enhance_pixels(rgba, upscaler, alpha="bicubic")
     assert by_network.shape == by_bicubic.shape == (144, 160, 4)
     np.testing.assert_array_equal(by_network[..., :3], by_bicubic[..., :3])
-    reference = np.clip(
-        cv2.resize(alpha / 255.0, (160, 144), interpolation=cv2.INTER_CUBIC), 0, 1
-    )
+    reference = np.clip(cv2.resize(alpha / 255.0, (160, 144), interpolation=cv2.INTER_CUBIC), 0, 1)
     np.testing.assert_allclose(by_bicubic[..., 3], np.round(reference * 255), atol=1)
     assert np.abs(by_network[..., 3].astype(int) - by_bicubic[..., 3]).max() > 10
     # Either way, the opaque core stays opaque and the transparent border transparent.

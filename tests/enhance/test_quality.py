@@ -23,7 +23,9 @@ from engine.enhance.upscaler import Upscaler
 
 def _mean_gradient(rgb: np.ndarray) -> float:
     grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float64)
-    return float(np.hypot(cv2.Sobel(grey, cv2.CV_64F, 1, 0), cv2.Sobel(grey, cv2.CV_64F, 0, 1)).mean())
+    return float(
+        np.hypot(cv2.Sobel(grey, cv2.CV_64F, 1, 0), cv2.Sobel(grey, cv2.CV_64F, 0, 1)).mean()
+    )
 
 
 def _blurred_psnr(a: np.ndarray, b: np.ndarray, sigma: float = 3.0) -> float:
@@ -32,7 +34,9 @@ def _blurred_psnr(a: np.ndarray, b: np.ndarray, sigma: float = 3.0) -> float:
     return float(10 * np.log10(255.0**2 / np.mean((blur_a - blur_b) ** 2)))
 
 
-def test_enhancement_is_sharper_than_bicubic_and_faithful(anime_weights: Path, faces_dir: Path) -> None:
+def test_enhancement_is_sharper_than_bicubic_and_faithful(
+    anime_weights: Path, faces_dir: Path
+) -> None:
     with Image.open(faces_dir / "barack_obama" / "obama.jpg") as im:
         original = np.asarray(im.convert("RGB"))
     h, w = (s - s % 4 for s in original.shape[:2])

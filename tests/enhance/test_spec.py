@@ -25,7 +25,9 @@ SPECS = [
 ]
 
 
-@pytest.mark.parametrize("spec", SPECS, ids=lambda s: f"{s.arch}-x{s.scale}-{s.num_conv or s.num_block}")
+@pytest.mark.parametrize(
+    "spec", SPECS, ids=lambda s: f"{s.arch}-x{s.scale}-{s.num_conv or s.num_block}"
+)
 def test_detection_recovers_every_hyperparameter(spec: NetworkSpec) -> None:
     state = spec.build().state_dict()
     assert detect_network(state) == spec

@@ -19,7 +19,13 @@ CPU = torch.device("cpu")
 
 @pytest.mark.parametrize(
     ("height", "width", "tile", "pad", "scale"),
-    [(37, 53, 16, 5, 4), (64, 64, 32, 0, 2), (10, 7, 100, 3, 1), (33, 1, 8, 2, 3), (20, 30, 0, 4, 4)],
+    [
+        (37, 53, 16, 5, 4),
+        (64, 64, 32, 0, 2),
+        (10, 7, 100, 3, 1),
+        (33, 1, 8, 2, 3),
+        (20, 30, 0, 4, 4),
+    ],
 )
 def test_plan_writes_every_output_pixel_exactly_once(
     height: int, width: int, tile: int, pad: int, scale: int
@@ -43,8 +49,12 @@ def _photo_tensor(faces_dir: Path, height: int, width: int) -> torch.Tensor:
     return torch.from_numpy(crop.copy()).permute(2, 0, 1).float() / 255
 
 
-def _upscale(network: torch.nn.Module, spec: NetworkSpec, image: torch.Tensor, **tiles: int) -> torch.Tensor:
-    return Upscaler(network, spec, device=CPU, dtype=torch.float32, tiles=TileSettings(**tiles)).upscale(image)
+def _upscale(
+    network: torch.nn.Module, spec: NetworkSpec, image: torch.Tensor, **tiles: int
+) -> torch.Tensor:
+    return Upscaler(
+        network, spec, device=CPU, dtype=torch.float32, tiles=TileSettings(**tiles)
+    ).upscale(image)
 
 
 def test_tiled_equals_untiled_with_real_weights(anime_weights: Path, faces_dir: Path) -> None:
@@ -53,7 +63,9 @@ def test_tiled_equals_untiled_with_real_weights(anime_weights: Path, faces_dir: 
     whole = _upscale(network, spec, image, tile_px=0)
     radius = spec.receptive_radius
     for tile_batch in (1, 3):
-        tiled = _upscale(network, spec, image, tile_px=32, tile_pad_px=radius, tile_batch=tile_batch)
+        tiled = _upscale(
+            network, spec, image, tile_px=32, tile_pad_px=radius, tile_batch=tile_batch
+        )
         assert (tiled - whole).abs().max().item() < 1e-4
     # The equality is earned by the padding: without context the seams show.
     seamed = _upscale(network, spec, image, tile_px=32, tile_pad_px=0)

@@ -37,7 +37,10 @@ class SRVGGNetCompact(nn.Module):
         self.upscale = upscale
         self.act_type = act_type
 
-        body: list[nn.Module] = [nn.Conv2d(num_in_ch, num_feat, 3, 1, 1), _activation(act_type, num_feat)]
+        body: list[nn.Module] = [
+            nn.Conv2d(num_in_ch, num_feat, 3, 1, 1),
+            _activation(act_type, num_feat),
+        ]
         for _ in range(num_conv):
             body += [nn.Conv2d(num_feat, num_feat, 3, 1, 1), _activation(act_type, num_feat)]
         body.append(nn.Conv2d(num_feat, num_out_ch * upscale * upscale, 3, 1, 1))
