@@ -13,7 +13,7 @@ STAMP  := $(VENV)/.amp-installed
 SHARED_MODEL := $(SHARED)/models/unofficial/realesr-animevideov3.third-party-copy.pth
 DEMO_MODEL   ?= $(if $(wildcard $(SHARED_MODEL)),$(SHARED_MODEL),realesr-general-x4v3)
 DEMO_PHOTOS  ?= $(wildcard $(SHARED)/faces/kit_harington/john2.jpg $(SHARED)/faces/paul_allen/paul_allen.jpg \
-                           $(SHARED)/faces/steve_wozniak/steve_wozniak3.jpg $(SHARED)/faces/rose_leslie/img2.jpg)
+                           $(SHARED)/faces/steve_wozniak/steve_wozniak3.jpg $(SHARED)/faces/barack_obama/obama.jpg)
 DEMO_OUT     ?= demo-out
 
 .PHONY: setup demo test lint clean

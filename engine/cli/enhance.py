@@ -269,10 +269,11 @@ def _print_summary(report: BatchReport, usage: ResourceUsage, settings: dict[str
     table = Table(title="amp enhance", show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column()
+    denoise = "" if settings["denoise"] is None else f", denoise {settings['denoise']}"
     table.add_row(
         "model",
         f"{settings['model']} ({settings['network']} x{settings['native_scale']}) "
-        f"-> x{settings['outscale']}, denoise {settings['denoise']}",
+        f"-> x{settings['outscale']}{denoise}",
     )
     table.add_row(
         "device", f"{settings['device']} {settings['precision']}, tile {settings['tile']}"
