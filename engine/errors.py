@@ -45,7 +45,8 @@ class ImageTooLargeError(InputError):
         self.limit = limit
         super().__init__(
             f"{self.path} has {pixels:,} pixels, over the limit of {limit:,} "
-            "(a guard against decompression bombs); raise it with --max-pixels if the file is trusted"
+            "(a guard against decompression bombs); "
+            "raise it with --max-pixels if the file is trusted"
         )
 
 

@@ -17,7 +17,7 @@ from engine.enhance.photo import AlphaMode, enhance_pixels
 from engine.enhance.upscaler import Upscaler
 from engine.errors import AmpError, UnsafePathError
 from engine.io.atomic import write_atomic
-from engine.io.decode import DEFAULT_MAX_PIXELS, read_image
+from engine.io.decode import DEFAULT_MAX_PIXELS, probe_image, read_image
 from engine.io.encode import encode_image
 from engine.io.paths import file_mtime, render_output_path
 from engine.resources import IOCounter
@@ -112,27 +112,28 @@ def _enhance_file(
 ) -> FileResult:
     start = time.perf_counter()
     try:
-        image = read_image(source, max_pixels=job.max_pixels)
-        io.add_read(image.source_bytes)
-        fmt = job.output_format or image.format
+        # The header alone decides the target, so a resumed run skips done files undecoded.
+        info = probe_image(source)
+        fmt = job.output_format or info.format
         target = render_output_path(
             job.out_root,
             job.path_template,
             source=source,
-            taken_at=image.taken_at or file_mtime(source),
+            taken_at=info.taken_at or file_mtime(source),
             ext=output_extension(source, fmt),
         )
         if target.exists() and target.resolve() == source.resolve():
             raise UnsafePathError(
                 target, job.out_root, "it is the original, which AMP never overwrites"
             )
+        if target.exists() and not job.overwrite:
+            return FileResult(source, "skipped", target, seconds=time.perf_counter() - start)
+
+        image = read_image(source, max_pixels=job.max_pixels)
+        io.add_read(image.source_bytes)
         megapixels = image.width * image.height / 1e6
         t_decoded = time.perf_counter()
         stages["decode"] += t_decoded - start
-        if target.exists() and not job.overwrite:
-            return FileResult(
-                source, "skipped", target, input_megapixels=megapixels, seconds=t_decoded - start
-            )
 
         pixels = enhance_pixels(image.pixels, upscaler, outscale=job.outscale, alpha=job.alpha)
         t_enhanced = time.perf_counter()

@@ -11,10 +11,12 @@ import io
 import stat
 import struct
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
 import cv2
 import numpy as np
@@ -144,7 +146,34 @@ def read_image(path: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedIm
     )
 
 
-def _read_bytes(path: Path) -> bytes:
+@dataclass(frozen=True)
+class ImageInfo:
+    """What the header says, without decoding pixels."""
+
+    format: InputFormat
+    taken_at: datetime | None
+
+
+def probe_image(path: Path) -> ImageInfo:
+    """Format and capture time from the file's header and EXIF alone.
+
+    Cheap enough to decide, before decoding, whether a photo's output already exists: Pillow
+    reads the header lazily, so a JPEG costs its first segments, not its pixels.
+    """
+    with _opened(path) as file:
+        format = _sniff_format(file.read(16))
+        if format is None:
+            raise ImageReadError(path, "not a JPEG, PNG, TIFF, WebP or BMP file")
+        file.seek(0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            header = _parse_header(path, file, format)
+            return ImageInfo(format, read_taken_at(_parse_exif(header)))
+
+
+@contextmanager
+def _opened(path: Path) -> Iterator[BinaryIO]:
+    """`path` open for reading; every way that can fail becomes an ImageReadError."""
     try:
         # stat first: reading a FIFO or device would block or never end.
         mode = path.stat().st_mode
@@ -152,13 +181,19 @@ def _read_bytes(path: Path) -> bytes:
             raise ImageReadError(path, "it is a directory; give an image file")
         if not stat.S_ISREG(mode):
             raise ImageReadError(path, "not a regular file")
-        data = path.read_bytes()
+        with path.open("rb") as file:
+            yield file
     except FileNotFoundError:
         raise ImageReadError(path, "no such file") from None
     except PermissionError:
         raise ImageReadError(path, "permission denied; check the file's permissions") from None
     except OSError as exc:
         raise ImageReadError(path, exc.strerror or str(exc)) from exc
+
+
+def _read_bytes(path: Path) -> bytes:
+    with _opened(path) as file:
+        data = file.read()
     if not data:
         raise ImageReadError(path, "the file is empty (0 bytes)")
     return data
@@ -178,9 +213,10 @@ def _sniff_format(data: bytes) -> InputFormat | None:
     return None
 
 
-def _parse_header(path: Path, data: bytes, format: InputFormat) -> ImageFile.ImageFile:
+def _parse_header(path: Path, data: bytes | BinaryIO, format: InputFormat) -> ImageFile.ImageFile:
+    source = io.BytesIO(data) if isinstance(data, bytes) else data
     try:
-        header = _HEADER_PARSERS[format](io.BytesIO(data))
+        header = _HEADER_PARSERS[format](source)
     except _PILLOW_ERRORS as exc:
         raise ImageReadError(path, f"damaged {format.upper()} header ({exc})") from exc
     if header.width < 1 or header.height < 1:

@@ -234,3 +234,15 @@ def test_module_entry_point_and_usage_errors() -> None:
         text=True,
     )
     assert usage.returncode == 2
+
+
+def test_an_original_is_never_overwritten(inputs: Path, anime_weights: Path) -> None:
+    photo = inputs / "photo.jpg"
+    before = _sha256(photo)
+    for extra in ([], ["--overwrite"]):
+        code, doc = _enhance(
+            str(photo), "--out", str(inputs), "--model", str(anime_weights), *extra
+        )
+        assert code == 1
+        assert "never overwrites" in doc["files"][0]["error"]
+    assert _sha256(photo) == before

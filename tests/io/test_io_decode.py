@@ -250,3 +250,29 @@ def test_damaged_bytes_raise_only_image_read_error(write, make_exif, format: str
             read_image(write(f"bad{trial}.img", damaged.tobytes()))
         except ImageReadError:
             pass
+
+
+def test_probe_reads_format_and_capture_time_without_pixels(tmp_path: Path) -> None:
+    from datetime import datetime
+
+    from engine.io.decode import probe_image
+
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[0x9003] = "2021:02:03 04:05:06"
+    path = tmp_path / "dated.jpg"
+    noise = np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(path, exif=exif)
+    data = path.read_bytes()
+    # Pixels cut off: a full decode fails, the header is still readable.
+    path.write_bytes(data[: len(data) // 2])
+    info = probe_image(path)
+    assert info.format == "jpeg"
+    assert info.taken_at == datetime(2021, 2, 3, 4, 5, 6)
+    with pytest.raises(ImageReadError):
+        read_image(path)
+
+    text = tmp_path / "notes.jpg"
+    text.write_text("hello")
+    for bad in (text, tmp_path / "missing.jpg", tmp_path):
+        with pytest.raises(ImageReadError):
+            probe_image(bad)
