@@ -34,7 +34,10 @@ class TileSettings:
 
 
 class Upscaler:
-    """A loaded network on its device, ready to upscale float images in [0, 1]."""
+    """A loaded network on its device, ready to upscale float images in [0, 1].
+
+    The Upscaler owns the network: it is moved to the device and number format in place.
+    """
 
     def __init__(
         self,
