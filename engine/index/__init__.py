@@ -1,0 +1,1 @@
+"""The local face index: SQLite metadata, memory-mapped embeddings, exact cosine search."""
