@@ -125,3 +125,13 @@ def test_receptive_radius_bounds_the_influence_of_one_pixel(spec: NetworkSpec) -
     assert 0 < reach <= spec.receptive_radius
     if spec.arch == "SRVGGNetCompact":
         assert reach == spec.receptive_radius  # the bound is tight, not merely safe
+
+
+@pytest.mark.parametrize("spec", SPECS[2:4] + SPECS[5:7], ids=lambda s: f"{s.arch}-x{s.scale}")
+def test_flops_per_input_pixel_match_torch_flop_counter(spec: NetworkSpec) -> None:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    network = spec.build().eval()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        network(torch.rand(1, 3, 16, 16))
+    assert counter.get_total_flops() == spec.flops_per_input_pixel * 16 * 16
