@@ -72,12 +72,16 @@ def enhance(
         ),
     ] = DEFAULT_MODEL,
     tile: Annotated[
-        int,
+        str,
         typer.Option(
-            help="Tile size in input pixels; 0 runs each image whole. Smaller tiles use less "
-            "memory."
+            help="Tile size in input pixels: auto (the largest that fits free device memory, "
+            "the whole image if it fits), 0 (always whole images) or a number. Out of memory, "
+            "the tile is halved and the image retried."
         ),
-    ] = 0,
+    ] = "auto",
+    tile_batch: Annotated[
+        int, typer.Option(help="Tiles of equal shape run together in one forward pass.")
+    ] = 1,
     tile_pad: Annotated[
         int, typer.Option(help="Context pixels around each tile, hiding seams between tiles.")
     ] = 10,
@@ -171,7 +175,7 @@ def enhance(
             loaded.spec,
             device=torch_device,
             dtype=dtype,
-            tiles=TileSettings(tile, tile_pad, pre_pad),
+            tiles=TileSettings(_tile_px(tile), tile_pad, pre_pad, tile_batch),
         )
         with _progress(len(files), enabled=not json_output) as on_result:
             report = run_batch(files, upscaler, job, io=meter.io, on_result=on_result)
@@ -186,6 +190,7 @@ def enhance(
         "device": str(torch_device),
         "precision": str(dtype).removeprefix("torch."),
         "tile": tile,
+        "tile_batch": tile_batch,
         "tile_pad": tile_pad,
         "pre_pad": pre_pad,
     }
@@ -195,6 +200,15 @@ def enhance(
         _print_summary(report, usage, settings)
     if report.count("failed"):
         raise typer.Exit(code=1)
+
+
+def _tile_px(value: str) -> int | None:
+    if value == "auto":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise OptionError(f"--tile must be auto or a number of pixels, got {value!r}") from None
 
 
 def _alpha(value: str) -> AlphaMode:

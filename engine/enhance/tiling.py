@@ -80,3 +80,36 @@ def plan_tiles(
 
 def round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
+
+
+MIN_TILE_PX = 32
+
+
+def choose_tile_px(
+    height: int,
+    width: int,
+    *,
+    budget_bytes: int,
+    bytes_per_px: int,
+    tile_pad_px: int,
+    tile_batch: int = 1,
+    multiple: int = 16,
+) -> int:
+    """The largest tile whose batch fits `budget_bytes`; 0 (whole image) when the image fits.
+
+    Tiles are square, `multiple`-aligned, and at least MIN_TILE_PX: below that the context
+    padding would cost more than the tile itself.
+    """
+    if height * width * bytes_per_px <= budget_bytes:
+        return 0
+    side_with_pad = math.isqrt(max(budget_bytes // (bytes_per_px * tile_batch), 0))
+    side = (side_with_pad - 2 * tile_pad_px) // multiple * multiple
+    return max(side, MIN_TILE_PX)
+
+
+def reflect_indices(size: int, pad: int) -> list[int]:
+    """Source index of each of `size + pad` positions when padding one end by reflection
+    (`abc` -> `abcba`), or by replication where the pad is too long to reflect."""
+    if pad >= size:
+        return [min(i, size - 1) for i in range(size + pad)]
+    return [i if i < size else 2 * (size - 1) - i for i in range(size + pad)]

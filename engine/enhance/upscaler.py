@@ -1,40 +1,62 @@
 """Run a super-resolution network over an image of any size, tile by tile.
 
-The image stays in host memory; only the tiles of one batch are on the device at a time.
+The image stays in host memory as integers; only the tiles of one batch live on the device.
+Integer-to-float conversion, clamping, the grey (luma) reduction and quantisation back to
+8/16-bit all happen on the device, so each tile crosses the bus as compact integers both ways.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from dataclasses import dataclass
 
+import psutil
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from engine.enhance.spec import NetworkSpec
-from engine.enhance.tiling import Tile, plan_tiles, round_up
+from engine.enhance.tiling import (
+    MIN_TILE_PX,
+    Tile,
+    choose_tile_px,
+    plan_tiles,
+    reflect_indices,
+    round_up,
+)
 from engine.errors import DeviceOutOfMemoryError, OptionError
+
+log = logging.getLogger(__name__)
+
+# ITU-R BT.601 luma, the weights of OpenCV's RGB->GRAY that the reference uses for grey images.
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+# Shares of free memory that automatic tiles may plan for: the GPU's allocator keeps its own
+# cache and fragments; on the host, decode and encode buffers live beside the activations.
+GPU_MEMORY_SHARE = 0.6
+HOST_MEMORY_SHARE = 0.25
 
 
 @dataclass(frozen=True)
 class TileSettings:
-    """`tile_px` 0 runs the whole image at once. `tile_pad_px` context pixels around each tile
-    hide the seams; `pre_pad_px` reflect-pads the image's bottom/right edges before the network
-    (the reference's `pre_pad`) to soften border artefacts."""
+    """`tile_px` None sizes tiles from free memory, 0 runs each image whole. `tile_pad_px`
+    context pixels around each tile hide the seams; `pre_pad_px` reflect-pads the image's
+    bottom/right edges before the network (the reference's `pre_pad`); `tile_batch` tiles of
+    equal shape share one forward pass."""
 
-    tile_px: int = 0
+    tile_px: int | None = 0
     tile_pad_px: int = 10
     pre_pad_px: int = 0
     tile_batch: int = 1
 
     def __post_init__(self) -> None:
-        if min(self.tile_px, self.tile_pad_px, self.pre_pad_px) < 0 or self.tile_batch < 1:
-            raise OptionError("tile, tile padding and pre-padding must be >= 0, tile batch >= 1")
+        if self.tile_px is not None and self.tile_px < 0:
+            raise OptionError(f"tile size must be >= 0 (0 = whole image), got {self.tile_px}")
+        if min(self.tile_pad_px, self.pre_pad_px) < 0 or self.tile_batch < 1:
+            raise OptionError("tile padding and pre-padding must be >= 0, tile batch >= 1")
 
 
 class Upscaler:
-    """A loaded network on its device, ready to upscale float images in [0, 1].
+    """A loaded network on its device, ready to upscale images.
 
     The Upscaler owns the network: it is moved to the device and number format in place.
     """
@@ -55,53 +77,115 @@ class Upscaler:
         self.network = network.to(
             device=device, dtype=dtype, memory_format=torch.channels_last
         ).eval()
+        # After an out-of-memory error, later images start from the tile size that worked.
+        self._tile_cap: int | None = None
 
     @property
     def scale(self) -> int:
         return self.spec.scale
 
     @torch.inference_mode()
-    def upscale(self, image: torch.Tensor) -> torch.Tensor:
-        """(C, H, W) float32 in [0, 1] on the host -> (C, H*scale, W*scale) float32 in [0, 1]."""
+    def upscale(self, image: torch.Tensor, *, luma: bool = False) -> torch.Tensor:
+        """(C, H, W) host tensor -> (C, H*scale, W*scale) host tensor, or (1, ...) with `luma`.
+
+        uint8/uint16 in gives the same type out (rounded); float in [0, 1] gives float32 out,
+        clamped to [0, 1].
+        """
         if image.ndim != 3 or image.shape[0] != self.spec.num_in_ch:
             raise ValueError(f"expected ({self.spec.num_in_ch}, H, W), got {tuple(image.shape)}")
+        tile_px = self._initial_tile_px(image.shape[1], image.shape[2])
+        while True:
+            try:
+                return self._upscale(image, tile_px, luma)
+            except (torch.OutOfMemoryError, MemoryError) as exc:
+                tile_px = self._smaller_tile(tile_px, image.shape[1], image.shape[2], exc)
+
+    def _initial_tile_px(self, height: int, width: int) -> int:
+        tile_px = self.tiles.tile_px
+        if tile_px is None:
+            tile_px = choose_tile_px(
+                height + self.tiles.pre_pad_px,
+                width + self.tiles.pre_pad_px,
+                budget_bytes=self._memory_budget(),
+                bytes_per_px=self.spec.activation_bytes_per_input_pixel(self._itemsize),
+                tile_pad_px=self.tiles.tile_pad_px,
+                tile_batch=self.tiles.tile_batch,
+            )
+        if self._tile_cap is not None and (tile_px == 0 or tile_px > self._tile_cap):
+            return self._tile_cap
+        return tile_px
+
+    def _smaller_tile(self, tile_px: int, height: int, width: int, exc: BaseException) -> int:
+        smaller = (max(height, width) if tile_px == 0 else tile_px) // 2
+        if smaller < MIN_TILE_PX:
+            raise DeviceOutOfMemoryError(
+                f"{self.device} ran out of memory even on {tile_px}-pixel tiles; "
+                "free memory on the device or use a smaller model"
+            ) from exc
+        log.warning(
+            "out of memory on %s with tile %s; retrying with %d",
+            self.device,
+            tile_px or "whole image",
+            smaller,
+        )
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        self._tile_cap = smaller
+        return smaller
+
+    @property
+    def _itemsize(self) -> int:
+        return torch.empty((), dtype=self.dtype).element_size()
+
+    def _memory_budget(self) -> int:
+        if self.device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(self.device)
+            return int(free * GPU_MEMORY_SHARE)
+        return int(psutil.virtual_memory().available * HOST_MEMORY_SHARE)
+
+    def _upscale(self, image: torch.Tensor, tile_px: int, luma: bool) -> torch.Tensor:
         _, height, width = image.shape
         multiple = self.spec.size_multiple
         padded_h = round_up(height + self.tiles.pre_pad_px, multiple)
         padded_w = round_up(width + self.tiles.pre_pad_px, multiple)
-        padded = _pad_bottom_right(image, padded_h - height, padded_w - width)
+        padded = _pad_bottom_right(image, padded_h, padded_w)
 
         # Tile edges must fall on the pixel-unshuffle grid of RRDBNet x2/x1.
-        tile_px = round_up(self.tiles.tile_px, multiple) if self.tiles.tile_px else 0
         plan = plan_tiles(
             padded_h,
             padded_w,
-            tile_px=tile_px,
+            tile_px=round_up(tile_px, multiple) if tile_px else 0,
             tile_pad_px=round_up(self.tiles.tile_pad_px, multiple),
             scale=self.scale,
         )
-        out = torch.empty((self.spec.num_out_ch, padded_h * self.scale, padded_w * self.scale))
+        out_dtype = torch.float32 if image.is_floating_point() else image.dtype
+        channels = 1 if luma else self.spec.num_out_ch
+        s = self.scale
+        out = torch.empty((channels, padded_h * s, padded_w * s), dtype=out_dtype)
         for batch in _batches_of_equal_shape(plan, self.tiles.tile_batch):
             crops = torch.stack(
                 [padded[:, t.read.y0 : t.read.y1, t.read.x0 : t.read.x1] for t in batch]
             )
-            result = self._forward(crops)
+            result = self._forward(crops, out_dtype, luma)
             for tile, tile_out in zip(batch, result, strict=True):
                 k, w = tile.keep, tile.write
                 out[:, w.y0 : w.y1, w.x0 : w.x1] = tile_out[:, k.y0 : k.y1, k.x0 : k.x1]
-        return out[:, : height * self.scale, : width * self.scale].clamp_(0.0, 1.0)
+        return out[:, : height * s, : width * s]
 
-    def _forward(self, batch: torch.Tensor) -> torch.Tensor:
-        x = batch.to(self.device, non_blocking=True).to(self.dtype)
-        x = x.contiguous(memory_format=torch.channels_last)
-        try:
-            y = self.network(x)
-        except torch.OutOfMemoryError as exc:
-            raise DeviceOutOfMemoryError(
-                f"{self.device} ran out of memory on a {tuple(x.shape[-2:])} tile; "
-                "use a smaller --tile"
-            ) from exc
-        return y.float().cpu()
+    def _forward(self, batch: torch.Tensor, out_dtype: torch.dtype, luma: bool) -> torch.Tensor:
+        max_value = 1.0 if batch.is_floating_point() else float(torch.iinfo(batch.dtype).max)
+        if self.device.type == "cuda":
+            batch = batch.pin_memory()
+        x = batch.to(self.device, non_blocking=True).float().div_(max_value).to(self.dtype)
+        y = self.network(x.contiguous(memory_format=torch.channels_last))
+        y = y.float().clamp_(0.0, 1.0)
+        if luma:
+            weights = torch.tensor(LUMA_WEIGHTS, device=y.device).view(1, 3, 1, 1)
+            y = (y * weights).sum(dim=1, keepdim=True)
+        if out_dtype != torch.float32:
+            # Round on the device; the integer result is a quarter (uint8) of the float's bytes.
+            y = y.mul_(max_value).round_().to(out_dtype)
+        return y.cpu()
 
 
 def _batches_of_equal_shape(plan: list[Tile], size: int) -> list[list[Tile]]:
@@ -112,9 +196,12 @@ def _batches_of_equal_shape(plan: list[Tile], size: int) -> list[list[Tile]]:
     return [group[i : i + size] for group in groups.values() for i in range(0, len(group), size)]
 
 
-def _pad_bottom_right(image: torch.Tensor, pad_h: int, pad_w: int) -> torch.Tensor:
-    if pad_h == 0 and pad_w == 0:
+def _pad_bottom_right(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Reflect-pad the bottom and right edges to `height` x `width` by indexing, which works
+    for integer images too (torch's reflect padding is float-only)."""
+    _, h, w = image.shape
+    if (h, w) == (height, width):
         return image
-    # Reflection needs the pad to be smaller than the side; tiny images fall back to replication.
-    mode = "reflect" if pad_h < image.shape[-2] and pad_w < image.shape[-1] else "replicate"
-    return F.pad(image[None], (0, pad_w, 0, pad_h), mode=mode)[0]
+    rows = torch.tensor(reflect_indices(h, height - h))
+    cols = torch.tensor(reflect_indices(w, width - w))
+    return image[:, rows][:, :, cols]
