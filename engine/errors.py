@@ -11,8 +11,10 @@
     │   ├── ModelDownloadError     the network failed; says how to place the file by hand
     │   ├── ModelChecksumError     the bytes are not the official ones
     │   └── UnsupportedModelError  a state dict of an architecture AMP does not know
-    └── DeviceError                the compute device cannot do what was asked
-        └── DeviceOutOfMemoryError
+    ├── DeviceError                the compute device cannot do what was asked
+    │   └── DeviceOutOfMemoryError
+    └── IndexStoreError            the face index cannot be opened, written or searched as asked
+                                   (locked by another writer, damaged, wrong model or dimension)
 
 Callers catch `AmpError` at the edges (CLI, service) and show the message; anything
 else is a bug and keeps its traceback. Messages say what failed and what to do next.
@@ -94,3 +96,12 @@ class DeviceError(AmpError):
 
 class DeviceOutOfMemoryError(DeviceError):
     pass
+
+
+class IndexStoreError(AmpError):
+    """The face index cannot be opened, written or searched as asked."""
+
+    def __init__(self, root: Path | str, reason: str) -> None:
+        self.root = Path(root)
+        self.reason = reason
+        super().__init__(f"face index {self.root}: {reason}")
