@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
-from engine.cli.output import exits_on_amp_error, print_json, stderr
+from engine.cli.output import ProgressBar, exits_on_amp_error, print_json, stderr
 from engine.device import resolve_device, resolve_dtype
 from engine.enhance.batch import STAGES, BatchReport, EnhanceJob, FileResult, run_batch
 from engine.enhance.models import DEFAULT_MODEL, load_enhancement_model
@@ -177,8 +169,8 @@ def enhance(
             dtype=dtype,
             tiles=TileSettings(_tile_px(tile), tile_pad, pre_pad, tile_batch),
         )
-        with _progress(len(files), enabled=not json_output) as on_result:
-            report = run_batch(files, upscaler, job, io=meter.io, on_result=on_result)
+        with ProgressBar(len(files), "enhance", enabled=not json_output) as bar:
+            report = run_batch(files, upscaler, job, io=meter.io, on_result=_on_result(bar))
     usage = meter.usage()
 
     settings = {
@@ -215,42 +207,13 @@ def _alpha(value: str) -> AlphaMode:
     return "bicubic" if value == "bicubic" else "network"
 
 
-class _progress:
-    """A rich progress bar on stderr with images/s and MP/s; silent under --json or off a TTY."""
-
-    def __init__(self, total: int, *, enabled: bool) -> None:
-        self._bar = Progress(
-            TextColumn("[bold]enhance"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]}"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=stderr,
-            disable=not enabled or not stderr.is_terminal,
-        )
-        self._task = self._bar.add_task("enhance", total=total, rate="")
-        self._start = 0.0
-        self._done = 0
-        self._megapixels = 0.0
-
-    def __enter__(self):  # noqa: ANN204 - returns the per-file callback
-        self._bar.start()
-        self._start = time.perf_counter()
-        return self._advance
-
-    def __exit__(self, *exc: object) -> None:
-        self._bar.stop()
-
-    def _advance(self, result: FileResult) -> None:
-        if result.status == "enhanced":
-            self._done += 1
-            self._megapixels += result.input_megapixels
-        elif result.status == "failed":
+def _on_result(bar: ProgressBar) -> Callable[[FileResult], None]:
+    def report(result: FileResult) -> None:
+        if result.status == "failed":
             stderr.print(f"[yellow]skipped[/] {result.source}: {result.error}", highlight=False)
-        elapsed = max(time.perf_counter() - self._start, 1e-9)
-        rate = f"{self._done / elapsed:.2f} img/s  {self._megapixels / elapsed:.2f} MP/s"
-        self._bar.update(self._task, advance=1, rate=rate)
+        bar.advance(counted=result.status == "enhanced", megapixels=result.input_megapixels)
+
+    return report
 
 
 def _report_document(

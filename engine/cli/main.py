@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from engine import __version__
-from engine.cli import enhance, models
+from engine.cli import enhance, faces, models
 
 app = typer.Typer(
     name="amp",
@@ -16,6 +16,7 @@ app = typer.Typer(
 )
 app.command("enhance", no_args_is_help=True)(enhance.enhance)
 app.add_typer(models.app, name="models")
+app.add_typer(faces.app, name="faces")
 
 
 def _version(value: bool) -> None:

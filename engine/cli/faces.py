@@ -1,0 +1,296 @@
+"""`amp faces`: index the faces of a photo library, search it, and show what was detected."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from engine.cli.output import ProgressBar, exits_on_amp_error, print_json, stderr
+from engine.errors import ImageReadError, OptionError
+from engine.faces.draw import draw_faces
+from engine.faces.factory import DetectorConfig, RecognizerConfig, build_detector, build_recognizer
+from engine.faces.pipeline import FileFaces, analyze_file, detect_file
+from engine.faces.pixels import as_rgb8
+from engine.faces.tiling import TileOptions
+from engine.faces.types import DetectedFace
+from engine.index.indexer import IndexedFile, index_files
+from engine.index.location import INDEX_DIR_ENV, default_index_dir
+from engine.index.store import FaceIndex
+from engine.io.atomic import write_atomic
+from engine.io.decode import read_image
+from engine.io.discover import find_images
+from engine.io.encode import encode_image
+
+app = typer.Typer(
+    help="Detect faces, embed them, and search the local face index (exact cosine similarity).",
+    no_args_is_help=True,
+)
+
+IndexDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--index",
+        envvar=INDEX_DIR_ENV,
+        help=f"Index directory (default: ${INDEX_DIR_ENV}, else ~/.local/share/amp/index).",
+        show_default=False,
+    ),
+]
+Detector = Annotated[
+    str, typer.Option(help="auto (SCRFD with buffalo_l when present, else YuNet), scrfd or yunet.")
+]
+DetectorModel = Annotated[
+    str | None,
+    typer.Option(
+        help="Detector weights: a face pack name (scrfd), a manifest name or an .onnx path."
+    ),
+]
+DetThresh = Annotated[
+    float | None,
+    typer.Option(
+        help="Detection score threshold (default: Immich's 0.7 for SCRFD, 0.9 for YuNet)."
+    ),
+]
+Recognizer = Annotated[
+    str,
+    typer.Option(help="auto (ArcFace with buffalo_l when present, else dlib), arcface or dlib."),
+]
+RecognizerModel = Annotated[
+    str | None, typer.Option(help="ArcFace weights: a face pack name or an .onnx path.")
+]
+Tiles = Annotated[
+    bool,
+    typer.Option(
+        help="Also detect on 640-px tiles of the full-resolution image, finding small faces a "
+        "single pass misses (slower)."
+    ),
+]
+Providers = Annotated[
+    str | None,
+    typer.Option(
+        help="ONNX Runtime providers in order, comma-separated (e.g. cuda,cpu). "
+        "Default: the best available."
+    ),
+]
+JsonOutput = Annotated[bool, typer.Option("--json", help="Write one JSON document to stdout.")]
+
+
+def _detector(kind: str, model: str | None, det_thresh: float | None, providers: str | None):  # noqa: ANN202
+    if kind not in ("auto", "scrfd", "yunet"):
+        raise OptionError(f"unknown --detector {kind!r}: use auto, scrfd or yunet")
+    return build_detector(
+        DetectorConfig(
+            kind=kind, model=model, det_thresh=det_thresh, providers=_providers(providers)
+        )  # type: ignore[arg-type]
+    )
+
+
+def _recognizer(kind: str, model: str | None, providers: str | None):  # noqa: ANN202
+    if kind not in ("auto", "arcface", "dlib"):
+        raise OptionError(f"unknown --recognizer {kind!r}: use auto, arcface or dlib")
+    return build_recognizer(
+        RecognizerConfig(kind=kind, model=model, providers=_providers(providers))  # type: ignore[arg-type]
+    )
+
+
+def _providers(value: str | None) -> tuple[str, ...] | None:
+    return tuple(p.strip() for p in value.split(",") if p.strip()) if value else None
+
+
+def _face_dict(face: DetectedFace, index: int) -> dict[str, object]:
+    return {
+        "index": index,
+        "box_xyxy": [round(v, 1) for v in face.box_xyxy],
+        "landmarks_xy": [[round(float(x), 1), round(float(y), 1)] for x, y in face.landmarks_xy],
+        "score": round(face.score, 4),
+        "detector": face.detector,
+    }
+
+
+@app.command("index", no_args_is_help=True)
+@exits_on_amp_error
+def index_command(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(help="Image files and folders (recursive) to index.", show_default=False),
+    ],
+    index_dir: IndexDir = None,
+    detector: Detector = "auto",
+    detector_model: DetectorModel = None,
+    det_thresh: DetThresh = None,
+    recognizer: Recognizer = "auto",
+    recognizer_model: RecognizerModel = None,
+    tiles: Tiles = False,
+    providers: Providers = None,
+    json_output: JsonOutput = False,
+) -> None:
+    """Find every face in PATHS and add it, with its embedding, to the index.
+
+    Resumable: each photo is committed on its own, and photos already indexed with the same
+    recognizer (same size and mtime, or same sha1) are skipped. Exit code 1 if any file failed.
+    """
+    files = find_images(paths)
+    if not files:
+        raise ImageReadError(", ".join(map(str, paths)), "no images found there")
+    face_detector = _detector(detector, detector_model, det_thresh, providers)
+    face_recognizer = _recognizer(recognizer, recognizer_model, providers)
+    root = index_dir or default_index_dir()
+    with FaceIndex(root) as index, ProgressBar(len(files), "index", enabled=not json_output) as bar:
+
+        def on_result(result: IndexedFile) -> None:
+            if result.status == "failed":
+                stderr.print(f"[yellow]skipped[/] {result.path}: {result.error}", highlight=False)
+            bar.advance(counted=result.status == "indexed")
+
+        report = index_files(
+            files,
+            index,
+            face_detector,
+            face_recognizer,
+            tiles=TileOptions() if tiles else None,
+            on_result=on_result,
+        )
+        stats = index.stats()
+    summary = {
+        "index": str(root),
+        "detector": face_detector.name,
+        "recognizer": face_recognizer.name,
+        "files": len(report.results),
+        "indexed": report.count("indexed"),
+        "unchanged": report.count("unchanged"),
+        "failed": report.count("failed"),
+        "faces_found": report.faces,
+        "index_assets": stats.assets,
+        "index_faces": stats.faces,
+    }
+    if json_output:
+        print_json({"summary": summary, "files": [r.to_dict() for r in report.results]})
+    else:
+        table = Table(title="amp faces index", show_header=False, title_justify="left")
+        for key, value in summary.items():
+            table.add_row(key.replace("_", " "), str(value))
+        stderr.print(table)
+    if report.count("failed"):
+        raise typer.Exit(code=1)
+
+
+@app.command("search", no_args_is_help=True)
+@exits_on_amp_error
+def search_command(
+    image: Annotated[
+        Path, typer.Argument(help="The photo whose people to look for.", show_default=False)
+    ],
+    top: Annotated[int, typer.Option(help="How many similar photos to list (1-1000).")] = 10,
+    index_dir: IndexDir = None,
+    detector: Detector = "auto",
+    detector_model: DetectorModel = None,
+    det_thresh: DetThresh = None,
+    recognizer: Recognizer = "auto",
+    recognizer_model: RecognizerModel = None,
+    tiles: Tiles = False,
+    providers: Providers = None,
+    json_output: JsonOutput = False,
+) -> None:
+    """Photos of the library ranked by their best face-to-face cosine similarity with IMAGE's faces.
+
+    Exact search over every indexed face of the same recognizer. The photo itself is left out.
+    """
+    if not 1 <= top <= 1000:
+        raise OptionError(f"--top must be within 1..1000, got {top}")
+    face_recognizer = _recognizer(recognizer, recognizer_model, providers)
+    found = analyze_file(
+        image,
+        _detector(detector, detector_model, det_thresh, providers),
+        face_recognizer,
+        tiles=TileOptions() if tiles else None,
+    )
+    root = index_dir or default_index_dir()
+    with FaceIndex(root, readonly=True) as index:
+        known = index.stats().recognizers
+        if face_recognizer.name not in known:
+            raise OptionError(
+                f"the index at {root} has no embeddings from {face_recognizer.name} "
+                f"(it has: {', '.join(known) or 'none'}); "
+                "search with the recognizer it was built with"
+            )
+        hits = (
+            index.similar_images(
+                found.embeddings, face_recognizer.name, k=top, exclude_path=str(image.resolve())
+            )
+            if found.faces
+            else []
+        )
+    document = {
+        "image": str(image),
+        "recognizer": face_recognizer.name,
+        "faces": [_face_dict(f, i) for i, f in enumerate(found.faces)],
+        "similar_images": [
+            {
+                "path": h.path,
+                "similarity": round(h.similarity, 4),
+                "query_face": h.query_face,
+                "face_id": h.face_id,
+            }
+            for h in hits
+        ],
+    }
+    if json_output:
+        print_json(document)
+        return
+    if not found.faces:
+        stderr.print(f"no face found in {image}")
+        return
+    table = Table(
+        title=f"photos like {image.name} ({len(found.faces)} faces, {face_recognizer.name})"
+    )
+    for column in ("#", "similarity", "query face", "path"):
+        table.add_column(column)
+    for rank, hit in enumerate(hits, 1):
+        table.add_row(str(rank), f"{hit.similarity:.3f}", str(hit.query_face), hit.path)
+    stderr.print(table)
+
+
+@app.command("show", no_args_is_help=True)
+@exits_on_amp_error
+def show_command(
+    image: Annotated[Path, typer.Argument(help="The photo to analyse.", show_default=False)],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="PNG to write (default: STEM.faces.png in the current directory).",
+            show_default=False,
+        ),
+    ] = None,
+    detector: Detector = "auto",
+    detector_model: DetectorModel = None,
+    det_thresh: DetThresh = None,
+    tiles: Tiles = False,
+    providers: Providers = None,
+    json_output: JsonOutput = False,
+) -> None:
+    """Detect the faces in IMAGE and write a PNG with their boxes, landmarks and scores drawn."""
+    found: FileFaces = detect_file(
+        image,
+        _detector(detector, detector_model, det_thresh, providers),
+        tiles=TileOptions() if tiles else None,
+    )
+    target = out or Path.cwd() / f"{image.stem}.faces.png"
+    if target.exists() and target.resolve() == image.resolve():
+        raise OptionError(f"--out {target} is the input photo; AMP never overwrites originals")
+    drawing = draw_faces(as_rgb8(read_image(image).pixels), found.faces)
+    write_atomic(target, encode_image(drawing, "png"))
+    document = {
+        "image": str(image),
+        "width": found.width,
+        "height": found.height,
+        "faces": [_face_dict(f, i) for i, f in enumerate(found.faces)],
+        "drawing": str(target),
+    }
+    if json_output:
+        print_json(document)
+    else:
+        stderr.print(f"{len(found.faces)} faces in {image}; drawn in {target}")
