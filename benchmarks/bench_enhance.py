@@ -295,7 +295,7 @@ def write_results(rows: list[Measurement], device: torch.device, args: argparse.
         "machine": {
             "device": torch.cuda.get_device_name(device)
             if device.type == "cuda"
-            else platform.processor() or "cpu",
+            else cpu_model(),
             "cpu_cores": os.cpu_count(),
             "memory_gb": round(psutil.virtual_memory().total / 1e9, 1),
             "torch": torch.__version__,

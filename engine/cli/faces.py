@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from engine.cli.output import ProgressBar, exits_on_amp_error, print_json, stderr
+from engine.device import resolve_device
 from engine.errors import ImageReadError, OptionError
 from engine.faces.draw import draw_faces
 from engine.faces.factory import DetectorConfig, RecognizerConfig, build_detector, build_recognizer
@@ -184,6 +185,12 @@ def search_command(
     ],
     top: Annotated[int, typer.Option(help="How many similar photos to list (1-1000).")] = 10,
     index_dir: IndexDir = None,
+    device: Annotated[
+        str,
+        typer.Option(
+            help="Where the search runs: auto (a CUDA GPU if any, else numpy), cpu, cuda[:N]."
+        ),
+    ] = "auto",
     detector: Detector = "auto",
     detector_model: DetectorModel = None,
     det_thresh: DetThresh = None,
@@ -207,7 +214,9 @@ def search_command(
         tiles=TileOptions() if tiles else None,
     )
     root = index_dir or default_index_dir()
-    with FaceIndex(root, readonly=True) as index:
+    search_device = resolve_device(device)
+    on_gpu = search_device if search_device.type == "cuda" else None
+    with FaceIndex(root, readonly=True, device=on_gpu) as index:
         known = index.stats().recognizers
         if face_recognizer.name not in known:
             raise OptionError(
