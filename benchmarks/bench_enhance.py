@@ -38,6 +38,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.machine import cpu_model  # noqa: E402
 from benchmarks.reference_algorithm import ReferenceEnhancer  # noqa: E402
 from engine.device import resolve_device, resolve_dtype  # noqa: E402
 from engine.enhance.load import build_network, read_state_dict  # noqa: E402
@@ -293,9 +294,7 @@ def write_results(rows: list[Measurement], device: torch.device, args: argparse.
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join(sys.argv),
         "machine": {
-            "device": torch.cuda.get_device_name(device)
-            if device.type == "cuda"
-            else cpu_model(),
+            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model(),
             "cpu_cores": os.cpu_count(),
             "memory_gb": round(psutil.virtual_memory().total / 1e9, 1),
             "torch": torch.__version__,
@@ -317,16 +316,6 @@ def write_results(rows: list[Measurement], device: torch.device, args: argparse.
             f"vs {ratio['versus']}: {ratio['speedup']:.2f}x"
         )
     print(f"wrote {args.out / stem}.json and .png")
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def plot(rows: list[Measurement], path: Path, device: str) -> None:

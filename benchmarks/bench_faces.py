@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -26,6 +27,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 from PIL import Image  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.machine import cpu_model  # noqa: E402
 from engine.faces.factory import (  # noqa: E402
     DetectorConfig,
     RecognizerConfig,
@@ -39,16 +42,6 @@ from engine.io.decode import read_image  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("AMP_SHARED_DIR", REPO.parent / "shared")).resolve()
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def timed(fn: Callable[[], object], repeat: int) -> float:
@@ -71,7 +64,7 @@ def main() -> None:
     megapixels = sum(read_image(p).width * read_image(p).height for p in photos) / 1e6
     results: dict[str, object] = {
         "machine": {
-            "cpu": cpu_name(),
+            "cpu": cpu_model(),
             "cores": os.cpu_count(),
             "python": platform.python_version(),
             "onnxruntime": ort.__version__,

@@ -34,6 +34,7 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks.machine import cpu_model  # noqa: E402
 from engine.index.topk import cosine_topk  # noqa: E402
 from engine.index.topk_torch import cosine_topk_torch  # noqa: E402
 
@@ -84,15 +85,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def machine_info() -> dict[str, object]:
     import faiss
 
-    cpu = platform.processor()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        names = [
-            ln.split(":", 1)[1].strip()
-            for ln in cpuinfo.read_text().splitlines()
-            if ln.startswith("model name")
-        ]
-        cpu = names[0] if names else cpu
+    cpu = cpu_model()
     mem_gib = None
     meminfo = Path("/proc/meminfo")
     if meminfo.is_file():

@@ -11,7 +11,6 @@ upright original: libjpeg maps each s x s block of the original onto one output 
 from __future__ import annotations
 
 import io
-import struct
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,22 +20,11 @@ from PIL import JpegImagePlugin
 
 from engine.errors import ImageReadError, ImageTooLargeError
 from engine.faces.pixels import as_rgb8
-from engine.io.decode import DEFAULT_MAX_PIXELS, read_image
+from engine.io.decode import DEFAULT_MAX_PIXELS, PILLOW_ERRORS, read_image
 from engine.io.metadata import read_orientation
 from engine.io.orientation import apply_exif_orientation
 
 _SWAPS_AXES = frozenset({5, 6, 7, 8})
-# What Pillow raises on malformed JPEG headers, EXIF or data; it has no single base class.
-_PILLOW_ERRORS = (
-    OSError,
-    SyntaxError,
-    ValueError,
-    EOFError,
-    IndexError,
-    KeyError,
-    TypeError,
-    struct.error,
-)
 
 
 @dataclass(frozen=True, eq=False)
@@ -79,14 +67,14 @@ def read_reduced(
                 raise ImageTooLargeError(path, stored_w * stored_h, max_pixels)
             try:
                 orientation = read_orientation(jpeg.getexif())
-            except _PILLOW_ERRORS:
+            except PILLOW_ERRORS:
                 orientation = 1  # unreadable EXIF counts as none, as in engine.io.decode
             drafted = jpeg.draft("RGB", draft_request(stored_w, stored_h, long_side_px))
             scale = stored_w / drafted[1][2] if drafted else 1.0
             pixels = np.asarray(jpeg.convert("RGB"))
         except ImageTooLargeError:
             raise
-        except _PILLOW_ERRORS as exc:
+        except PILLOW_ERRORS as exc:
             raise ImageReadError(path, f"the JPEG data is corrupt or truncated ({exc})") from exc
     full_w, full_h = upright_size(stored_w, stored_h, orientation)
     return ReducedImage(

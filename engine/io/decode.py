@@ -71,7 +71,7 @@ BITS_PER_SAMPLE = 258
 _ALPHA_MODES = frozenset({"LA", "La", "PA", "RGBa", "RGBA"})
 
 # What Pillow raises on malformed headers, EXIF or pixel data; it has no single base class.
-_PILLOW_ERRORS = (
+PILLOW_ERRORS = (
     OSError,
     SyntaxError,
     ValueError,
@@ -217,7 +217,7 @@ def _parse_header(path: Path, data: bytes | BinaryIO, format: InputFormat) -> Im
     source = io.BytesIO(data) if isinstance(data, bytes) else data
     try:
         header = _HEADER_PARSERS[format](source)
-    except _PILLOW_ERRORS as exc:
+    except PILLOW_ERRORS as exc:
         raise ImageReadError(path, f"damaged {format.upper()} header ({exc})") from exc
     if header.width < 1 or header.height < 1:
         raise ImageReadError(path, f"the header claims a {header.width}x{header.height} image")
@@ -229,7 +229,7 @@ def _parse_exif(header: ImageFile.ImageFile) -> Image.Exif:
         parsed = header.getexif()
         parsed.get_ifd(0x8769)  # parse the sub-IFD now, inside this guard
         return parsed
-    except _PILLOW_ERRORS:
+    except PILLOW_ERRORS:
         return Image.Exif()  # unreadable EXIF is treated as none: the pixels are still fine
 
 
@@ -240,7 +240,7 @@ def _exif_block(header: ImageFile.ImageFile, parsed: Image.Exif) -> bytes | None
     if header.format == "TIFF":
         try:
             return descriptive_exif(parsed)
-        except _PILLOW_ERRORS:
+        except PILLOW_ERRORS:
             return None
     return None
 
@@ -296,5 +296,5 @@ def _decode_with_pillow(path: Path, header: ImageFile.ImageFile) -> np.ndarray:
     has_alpha = header.mode in _ALPHA_MODES or "transparency" in header.info
     try:
         return np.array(header.convert("RGBA" if has_alpha else "RGB"))
-    except _PILLOW_ERRORS as exc:
+    except PILLOW_ERRORS as exc:
         raise ImageReadError(path, f"the pixel data is corrupt or truncated ({exc})") from exc
