@@ -13,8 +13,13 @@
     │   └── UnsupportedModelError  a state dict of an architecture AMP does not know
     ├── DeviceError                the compute device cannot do what was asked
     │   └── DeviceOutOfMemoryError
-    └── IndexStoreError            the face index cannot be opened, written or searched as asked
-                                   (locked by another writer, damaged, wrong model or dimension)
+    ├── IndexStoreError            the face index cannot be opened, written or searched as asked
+    │                              (locked by another writer, damaged, wrong model or dimension)
+    └── ImmichError                the Immich server cannot be reached or refuses a request
+        ├── ImmichUnavailableError connection failed, timed out, or 429/5xx after every retry
+        ├── ImmichAuthError        401 (no or wrong API key) or 403 (a named permission missing)
+        ├── ImmichNotFoundError    404: the asset, face or person does not exist (any more)
+        └── ImmichResponseError    an answer that is not what Immich's API promises
 
 Callers catch `AmpError` at the edges (CLI, service) and show the message; anything
 else is a bug and keeps its traceback. Messages say what failed and what to do next.
@@ -105,3 +110,31 @@ class IndexStoreError(AmpError):
         self.root = Path(root)
         self.reason = reason
         super().__init__(f"face index {self.root}: {reason}")
+
+
+class ImmichError(AmpError):
+    """The Immich server cannot be reached or refuses a request. Never carries the API key."""
+
+    def __init__(
+        self, message: str, *, method: str = "", path: str = "", status: int | None = None
+    ) -> None:
+        self.method = method
+        self.path = path
+        self.status = status
+        super().__init__(message)
+
+
+class ImmichUnavailableError(ImmichError):
+    pass
+
+
+class ImmichAuthError(ImmichError):
+    pass
+
+
+class ImmichNotFoundError(ImmichError):
+    pass
+
+
+class ImmichResponseError(ImmichError):
+    pass

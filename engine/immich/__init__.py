@@ -1,0 +1,1 @@
+"""Immich: its REST API, a local mirror of its faces and people, and the cross-check."""
