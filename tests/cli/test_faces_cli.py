@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 
 import cv2
@@ -172,6 +173,17 @@ def test_show_draws_the_faces(tmp_path: Path, scrfd_args: list[str]) -> None:
     assert (drawing != original).any()
 
 
+def _committed_photos(database: Path) -> int:
+    """Photos committed so far; 0 while the indexer has not yet created its schema."""
+    if not database.exists():
+        return 0
+    with closing(sqlite3.connect(database, timeout=5)) as db:
+        try:
+            return db.execute("SELECT count(*) FROM scans").fetchone()[0]
+        except sqlite3.OperationalError:
+            return 0
+
+
 def test_killed_indexer_leaves_a_consistent_index_and_the_rerun_completes(
     tmp_path: Path, faces_dir: Path, scrfd_args: list[str]
 ) -> None:
@@ -201,9 +213,7 @@ def test_killed_indexer_leaves_a_consistent_index_and_the_rerun_completes(
         # The first group photo is committed, the Solvay photo (29 faces) is being embedded.
         while committed < 1 and time.monotonic() < deadline and process.poll() is None:
             time.sleep(0.02)
-            if (index / "index.sqlite").exists():
-                with sqlite3.connect(index / "index.sqlite", timeout=5) as db:
-                    committed = db.execute("SELECT count(*) FROM scans").fetchone()[0]
+            committed = _committed_photos(index / "index.sqlite")
         assert process.poll() is None, "the indexer finished before it could be killed"
         process.send_signal(signal.SIGKILL)
     finally:
@@ -222,6 +232,6 @@ def test_killed_indexer_leaves_a_consistent_index_and_the_rerun_completes(
     summary = json.loads(rerun.stdout)["summary"]
     assert summary["unchanged"] == done_before
     assert summary["indexed"] == len(photos) - done_before
-    with sqlite3.connect(index / "index.sqlite") as db:
+    with closing(sqlite3.connect(index / "index.sqlite")) as db:
         paths = [row[0] for row in db.execute("SELECT path FROM assets")]
     assert sorted(paths) == sorted(str(p.resolve()) for p in photos)  # each exactly once
