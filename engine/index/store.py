@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -433,6 +433,96 @@ class FaceIndex:
             )
             for r in self._conn.execute(sql + " ORDER BY f.id", args)
         ]
+
+    def embeddings_of(self, face_ids: Sequence[int], recognizer: str) -> np.ndarray:
+        """(len(face_ids), dim) float32 embeddings of faces of `recognizer`, in that order."""
+        if not face_ids:
+            return np.zeros((0, 0), np.float32)
+        rows = dict(
+            self._conn.execute(
+                f"SELECT id, row FROM faces WHERE recognizer = ? AND id IN "
+                f"({','.join('?' * len(face_ids))})",
+                (recognizer, *face_ids),
+            ).fetchall()
+        )
+        missing = [i for i in face_ids if i not in rows]
+        if missing:
+            raise IndexStoreError(
+                self.root, f"faces {missing[:5]} have no {recognizer!r} embedding in the index"
+            )
+        dim = self._conn.execute(
+            "SELECT dim FROM matrices WHERE recognizer = ?", (recognizer,)
+        ).fetchone()[0]
+        book = self._book(recognizer, dim)
+        if book is None:  # unreachable: faces exist, so the file does
+            raise IndexStoreError(self.root, f"no embedding file for {recognizer!r}")
+        return np.asarray(book.matrix[[rows[i] for i in face_ids]], dtype=np.float32)
+
+    def link_immich(
+        self,
+        path: Path | str,
+        immich_asset_id: str,
+        face_links: Mapping[int, tuple[str | None, str | None]],
+    ) -> None:
+        """Record which Immich asset an image is, and for each of its faces (by face id) the
+        Immich face it matched and that face's person (None where there is none)."""
+        self._require_writer()
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            asset_id = conn.execute(
+                "SELECT id FROM assets WHERE path = ?", (_absolute(path),)
+            ).fetchone()
+            if asset_id is None:
+                raise IndexStoreError(self.root, f"{path} is not indexed: index it first")
+            conn.execute(
+                "UPDATE assets SET immich_asset_id = ? WHERE id = ?", (immich_asset_id, asset_id[0])
+            )
+            conn.execute(
+                "UPDATE faces SET immich_face_id = NULL, immich_person_id = NULL "
+                "WHERE asset_id = ?",
+                (asset_id[0],),
+            )
+            conn.executemany(
+                "UPDATE faces SET immich_face_id = ?, immich_person_id = ? "
+                "WHERE id = ? AND asset_id = ?",
+                [(f, p, face_id, asset_id[0]) for face_id, (f, p) in face_links.items()],
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def set_people(self, names: Mapping[str, str]) -> None:
+        """Replace the Immich people known to the index (person id -> name, "" if unnamed)."""
+        self._require_writer()
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("DELETE FROM people")
+            conn.executemany("INSERT INTO people VALUES (?, ?)", list(names.items()))
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def people(self) -> dict[str, str]:
+        """Immich person id -> name ("" for unnamed), as of the last sync."""
+        return dict(self._conn.execute("SELECT immich_person_id, name FROM people"))
+
+    def immich_people_of(self, face_ids: Sequence[int]) -> dict[int, str]:
+        """Face id -> Immich person id, for those of `face_ids` linked to a person."""
+        if not face_ids:
+            return {}
+        return dict(
+            self._conn.execute(
+                f"SELECT id, immich_person_id FROM faces WHERE immich_person_id IS NOT NULL "
+                f"AND id IN ({','.join('?' * len(face_ids))})",
+                tuple(face_ids),
+            ).fetchall()
+        )
 
     def asset(self, path: Path | str) -> AssetRecord | None:
         """The recorded metadata of an image, or None if it was never indexed."""
