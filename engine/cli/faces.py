@@ -8,17 +8,29 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from engine.cli.face_options import (
+    Detector,
+    DetectorModel,
+    DetThresh,
+    IndexDir,
+    JsonOutput,
+    Providers,
+    Recognizer,
+    RecognizerModel,
+    Tiles,
+    detector_from,
+    recognizer_from,
+)
 from engine.cli.output import ProgressBar, exits_on_amp_error, print_json, stderr
 from engine.device import resolve_device
 from engine.errors import ImageReadError, OptionError
 from engine.faces.draw import draw_faces
-from engine.faces.factory import DetectorConfig, RecognizerConfig, build_detector, build_recognizer
 from engine.faces.pipeline import FileFaces, analyze_file, detect_file
 from engine.faces.pixels import as_rgb8
 from engine.faces.tiling import TileOptions
 from engine.faces.types import DetectedFace
 from engine.index.indexer import IndexedFile, index_files
-from engine.index.location import INDEX_DIR_ENV, default_index_dir
+from engine.index.location import default_index_dir
 from engine.index.store import FaceIndex
 from engine.io.atomic import write_atomic
 from engine.io.decode import read_image
@@ -29,75 +41,6 @@ app = typer.Typer(
     help="Detect faces, embed them, and search the local face index (exact cosine similarity).",
     no_args_is_help=True,
 )
-
-IndexDir = Annotated[
-    Path | None,
-    typer.Option(
-        "--index",
-        envvar=INDEX_DIR_ENV,
-        help=f"Index directory (default: ${INDEX_DIR_ENV}, else ~/.local/share/amp/index).",
-        show_default=False,
-    ),
-]
-Detector = Annotated[
-    str, typer.Option(help="auto (SCRFD with buffalo_l when present, else YuNet), scrfd or yunet.")
-]
-DetectorModel = Annotated[
-    str | None,
-    typer.Option(
-        help="Detector weights: a face pack name (scrfd), a manifest name or an .onnx path."
-    ),
-]
-DetThresh = Annotated[
-    float | None,
-    typer.Option(
-        help="Detection score threshold (default: Immich's 0.7 for SCRFD, 0.9 for YuNet)."
-    ),
-]
-Recognizer = Annotated[
-    str,
-    typer.Option(help="auto (ArcFace with buffalo_l when present, else dlib), arcface or dlib."),
-]
-RecognizerModel = Annotated[
-    str | None, typer.Option(help="ArcFace weights: a face pack name or an .onnx path.")
-]
-Tiles = Annotated[
-    bool,
-    typer.Option(
-        help="Also detect on 640-px tiles of the full-resolution image, finding small faces a "
-        "single pass misses (slower)."
-    ),
-]
-Providers = Annotated[
-    str | None,
-    typer.Option(
-        help="ONNX Runtime providers in order, comma-separated (e.g. cuda,cpu). "
-        "Default: the best available."
-    ),
-]
-JsonOutput = Annotated[bool, typer.Option("--json", help="Write one JSON document to stdout.")]
-
-
-def _detector(kind: str, model: str | None, det_thresh: float | None, providers: str | None):  # noqa: ANN202
-    if kind not in ("auto", "scrfd", "yunet"):
-        raise OptionError(f"unknown --detector {kind!r}: use auto, scrfd or yunet")
-    return build_detector(
-        DetectorConfig(
-            kind=kind, model=model, det_thresh=det_thresh, providers=_providers(providers)
-        )  # type: ignore[arg-type]
-    )
-
-
-def _recognizer(kind: str, model: str | None, providers: str | None):  # noqa: ANN202
-    if kind not in ("auto", "arcface", "dlib"):
-        raise OptionError(f"unknown --recognizer {kind!r}: use auto, arcface or dlib")
-    return build_recognizer(
-        RecognizerConfig(kind=kind, model=model, providers=_providers(providers))  # type: ignore[arg-type]
-    )
-
-
-def _providers(value: str | None) -> tuple[str, ...] | None:
-    return tuple(p.strip() for p in value.split(",") if p.strip()) if value else None
 
 
 def _face_dict(face: DetectedFace, index: int) -> dict[str, object]:
@@ -135,8 +78,8 @@ def index_command(
     files = find_images(paths)
     if not files:
         raise ImageReadError(", ".join(map(str, paths)), "no images found there")
-    face_detector = _detector(detector, detector_model, det_thresh, providers)
-    face_recognizer = _recognizer(recognizer, recognizer_model, providers)
+    face_detector = detector_from(detector, detector_model, det_thresh, providers)
+    face_recognizer = recognizer_from(recognizer, recognizer_model, providers)
     root = index_dir or default_index_dir()
     with FaceIndex(root) as index, ProgressBar(len(files), "index", enabled=not json_output) as bar:
 
@@ -206,10 +149,10 @@ def search_command(
     """
     if not 1 <= top <= 1000:
         raise OptionError(f"--top must be within 1..1000, got {top}")
-    face_recognizer = _recognizer(recognizer, recognizer_model, providers)
+    face_recognizer = recognizer_from(recognizer, recognizer_model, providers)
     found = analyze_file(
         image,
-        _detector(detector, detector_model, det_thresh, providers),
+        detector_from(detector, detector_model, det_thresh, providers),
         face_recognizer,
         tiles=TileOptions() if tiles else None,
     )
@@ -284,7 +227,7 @@ def show_command(
     """Detect the faces in IMAGE and write a PNG with their boxes, landmarks and scores drawn."""
     found: FileFaces = detect_file(
         image,
-        _detector(detector, detector_model, det_thresh, providers),
+        detector_from(detector, detector_model, det_thresh, providers),
         tiles=TileOptions() if tiles else None,
     )
     target = out or Path.cwd() / f"{image.stem}.faces.png"
