@@ -104,3 +104,4 @@ class MergeResult(ImmichModel):
     id: str
     success: bool
     error: str | None = None
+    error_message: str | None = None  # v3.2 explains a failure here
