@@ -688,12 +688,12 @@ def _person_pair(
     fa, fb = clean.members(first), clean.members(second)
     if unnamed_to_named:
         message = (
-            f"{a.label} ({len(fa)} faces) looks like {b.label} ({len(fb)} faces): average "
+            f"{a.label} ({_faces(len(fa))}) looks like {b.label} ({_faces(len(fb))}): average "
             f"similarity {linkage:.3f} between their faces."
         )
     else:
         message = (
-            f"{a.label} ({len(fa)} faces) and {b.label} ({len(fb)} faces) look like one "
+            f"{a.label} ({_faces(len(fa))}) and {b.label} ({_faces(len(fb))}) look like one "
             f"person: average similarity {linkage:.3f} between their faces."
         )
     idx = np.concatenate([fa, fb])
@@ -770,6 +770,10 @@ def _cohesion(
             )
         )
     return tuple(rows)
+
+
+def _faces(count: int) -> str:
+    return f"{count} face" if count == 1 else f"{count} faces"
 
 
 def _finding_order(f: Finding) -> tuple[object, ...]:

@@ -508,6 +508,15 @@ class FaceIndex:
                 conn.execute("ROLLBACK")
             raise
 
+    def paths_with_sha1(self, sha1_hex: str) -> list[str]:
+        """Indexed images whose content has this SHA-1 (Immich's checksum), oldest first."""
+        return [
+            p
+            for (p,) in self._conn.execute(
+                "SELECT path FROM assets WHERE sha1 = ? ORDER BY id", (sha1_hex.lower(),)
+            )
+        ]
+
     def people(self) -> dict[str, str]:
         """Immich person id -> name ("" for unnamed), as of the last sync."""
         return dict(self._conn.execute("SELECT immich_person_id, name FROM people"))
