@@ -1,0 +1,1 @@
+"""The processing-task service: HTTP API, durable queue, workers."""

@@ -1,0 +1,1 @@
+"""The durable task queue: one interface, an embedded SQLite store."""
