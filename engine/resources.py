@@ -2,6 +2,9 @@
 
 - `cpu_seconds`: user + system CPU time of this process and its finished children during the run.
 - `peak_rss_mb`: the process's peak resident set size (the kernel's high-water mark), in MiB.
+- `memory_mb_seconds`: the integral over the run of the process's resident set size, in
+  MiB x seconds, from samples every `sample_interval_s` (trapezoid rule; the first sample is
+  taken at the start, the last at the end).
 - `gpu_utilization`: mean of NVML's "GPU busy" ratio (0..1), sampled every 100 ms on the GPU in
   use; None when the run used no NVIDIA GPU or NVML is unavailable.
 - `storage_read_bytes` / `storage_write_bytes`: bytes of images and weights the run read and of
@@ -26,6 +29,7 @@ class ResourceUsage:
     wall_seconds: float
     cpu_seconds: float
     peak_rss_mb: float
+    memory_mb_seconds: float
     gpu_utilization: float | None
     storage_read_bytes: int
     storage_write_bytes: int
@@ -56,6 +60,7 @@ class ResourceMeter:
         self.io = IOCounter()
         self._gpu = _GpuSampler(gpu_index, sample_interval_s) if gpu_index is not None else None
         self._process = psutil.Process()
+        self._memory = _MemoryIntegral(self._process, sample_interval_s)
         self._start_wall = 0.0
         self._start_cpu = 0.0
         self._frozen: ResourceUsage | None = None
@@ -63,6 +68,7 @@ class ResourceMeter:
     def __enter__(self) -> ResourceMeter:
         self._start_wall = time.perf_counter()
         self._start_cpu = self._cpu_seconds()
+        self._memory.start()
         if self._gpu is not None:
             self._gpu.start()
         return self
@@ -75,6 +81,7 @@ class ResourceMeter:
     ) -> None:
         if self._gpu is not None:
             self._gpu.stop()
+        self._memory.stop()
         self._frozen = self.usage()
 
     def usage(self) -> ResourceUsage:
@@ -84,6 +91,7 @@ class ResourceMeter:
             wall_seconds=time.perf_counter() - self._start_wall,
             cpu_seconds=self._cpu_seconds() - self._start_cpu,
             peak_rss_mb=_peak_rss_mb(),
+            memory_mb_seconds=self._memory.value(),
             gpu_utilization=self._gpu.mean() if self._gpu is not None else None,
             storage_read_bytes=self.io.read_bytes,
             storage_write_bytes=self.io.write_bytes,
@@ -98,6 +106,47 @@ def _peak_rss_mb() -> float:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     # Linux reports KiB, macOS bytes.
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+class _MemoryIntegral:
+    """Integrates the process's RSS over time from samples taken in a daemon thread."""
+
+    def __init__(self, process: psutil.Process, interval_s: float) -> None:
+        self._process = process
+        self._interval_s = interval_s
+        self._lock = threading.Lock()
+        self._area = 0.0
+        self._last: tuple[float, float] | None = None  # (time, MiB)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._sample()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self._sample()
+
+    def value(self) -> float:
+        """The integral up to the latest sample (read during a run, it lags by one interval)."""
+        with self._lock:
+            return self._area
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            self._sample()
+
+    def _sample(self) -> None:
+        now, mib = time.perf_counter(), self._process.memory_info().rss / (1024 * 1024)
+        with self._lock:
+            if self._last is not None:
+                t0, m0 = self._last
+                self._area += (now - t0) * (m0 + mib) / 2.0
+            self._last = (now, mib)
 
 
 class _GpuSampler:
