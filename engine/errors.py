@@ -15,11 +15,17 @@
     │   └── DeviceOutOfMemoryError
     ├── IndexStoreError            the face index cannot be opened, written or searched as asked
     │                              (locked by another writer, damaged, wrong model or dimension)
-    └── ImmichError                the Immich server cannot be reached or refuses a request
-        ├── ImmichUnavailableError connection failed, timed out, or 429/5xx after every retry
-        ├── ImmichAuthError        401 (no or wrong API key) or 403 (a named permission missing)
-        ├── ImmichNotFoundError    404: the asset, face or person does not exist (any more)
-        └── ImmichResponseError    an answer that is not what Immich's API promises
+    ├── ImmichError                the Immich server cannot be reached or refuses a request
+    │   ├── ImmichUnavailableError connection failed, timed out, or 429/5xx after every retry
+    │   ├── ImmichAuthError        401 (no or wrong API key) or 403 (a named permission missing)
+    │   ├── ImmichNotFoundError    404: the asset, face or person does not exist (any more)
+    │   └── ImmichResponseError    an answer that is not what Immich's API promises
+    └── TaskError                  a processing task cannot be handled as asked
+        ├── TaskNotFoundError      no task has that id (HTTP 404)
+        ├── TaskLeaseLostError     a worker reports on a task it no longer holds (cancelled,
+        │                          re-queued after its lease expired): discard the work
+        ├── TaskCursorError        a page cursor this queue did not hand out (HTTP 400)
+        └── TaskStoreError         the queue's database cannot be opened (newer schema, damage)
 
 Callers catch `AmpError` at the edges (CLI, service) and show the message; anything
 else is a bug and keeps its traceback. Messages say what failed and what to do next.
@@ -138,3 +144,44 @@ class ImmichNotFoundError(ImmichError):
 
 class ImmichResponseError(ImmichError):
     pass
+
+
+class TaskError(AmpError):
+    """A processing task cannot be handled as asked."""
+
+
+class TaskNotFoundError(TaskError):
+    def __init__(self, task_id: str) -> None:
+        self.task_id = task_id
+        super().__init__(f"no task {task_id!r}: check the id, or list the tasks")
+
+
+class TaskLeaseLostError(TaskError):
+    """The worker does not hold the task's lease (any more): it must discard its work."""
+
+    def __init__(self, task_id: str, worker_id: str, reason: str) -> None:
+        self.task_id = task_id
+        self.worker_id = worker_id
+        self.reason = reason
+        super().__init__(
+            f"worker {worker_id} no longer holds task {task_id}: {reason}; "
+            "discard this attempt's output"
+        )
+
+
+class TaskCursorError(TaskError):
+    def __init__(self, cursor: str) -> None:
+        self.cursor = cursor
+        super().__init__(
+            f"page cursor {cursor!r} is not one this queue handed out; "
+            "start again from the first page"
+        )
+
+
+class TaskStoreError(TaskError):
+    """The queue's database cannot be opened or used."""
+
+    def __init__(self, path: Path | str, reason: str) -> None:
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"task queue {self.path}: {reason}")
