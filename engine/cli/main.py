@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from engine import __version__
-from engine.cli import enhance, faces, immich, models
+from engine.cli import enhance, faces, immich, models, service
 
 app = typer.Typer(
     name="amp",
@@ -18,6 +18,8 @@ app.command("enhance", no_args_is_help=True)(enhance.enhance)
 app.add_typer(models.app, name="models")
 app.add_typer(faces.app, name="faces")
 app.add_typer(immich.app, name="immich")
+app.command("serve")(service.serve)
+app.command("worker")(service.worker)
 
 
 def _version(value: bool) -> None:
