@@ -292,3 +292,49 @@ def test_a_worker_killed_mid_task_is_replaced_and_the_task_completes_once(servic
     assert final["retry_count"] == 1
     assert Path(final["output_path"]) == target and target.is_file()
     assert not list(service["outputs"].rglob("*.tmp*"))
+
+
+def test_500_concurrent_submissions_are_all_queued_and_each_runs_once(service: dict) -> None:
+    import concurrent.futures
+
+    service["workers"].append(_start_worker(service["env"]))  # two workers compete for tasks
+    body = {
+        "file_path": str(service["inputs"] / "small.jpg"),
+        "workflow": "photo-copy",
+        "parameters": {
+            "storage": {"bucket": "processed-photos", "path_template": "copies/{filename}"}
+        },
+    }
+    with _api(service) as api:
+
+        def submit(_: int) -> str:
+            response = api.post("/api/v1/media:process", json=body)
+            assert response.status_code == 202, response.text
+            return response.json()["task_id"]
+
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            ids = list(pool.map(submit, range(500)))
+        assert len(set(ids)) == 500
+
+        def all_done() -> bool:
+            metrics = api.get("/metrics").text
+            done = [
+                line
+                for line in metrics.splitlines()
+                if line.startswith("amp_tasks{") and 'status="completed"' in line
+            ]
+            return bool(done) and float(done[0].split()[-1]) >= 503  # 3 earlier tasks too
+
+        _wait(all_done, 240, "the 500 tasks did not all complete")
+        seen: list[dict] = []
+        cursor = None
+        while True:
+            params = {"limit": 200, **({"cursor": cursor} if cursor else {})}
+            page = api.get("/api/v1/media/processingTasks", params=params).json()
+            seen += page["items"]
+            cursor = page.get("next_cursor")
+            if not cursor:
+                break
+    mine = [t for t in seen if t["task_id"] in set(ids)]
+    assert len(mine) == 500  # none lost
+    assert all(t["status"] == "completed" and t["retry_count"] == 0 for t in mine)  # each ran once
