@@ -3,6 +3,7 @@ first reuses them (loading is seconds, a task on a small photo is a fraction of 
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -48,8 +49,12 @@ class ModelCache:
 
         return self._get(("upscaler", model, denoise), load)
 
-    def detector(self) -> SizedDetector:
-        return self._get(("detector",), lambda: build_detector(self._detector_config))
+    def detector(self, det_thresh: float | None = None) -> SizedDetector:
+        """The configured detector, or one like it at another score threshold."""
+        config = self._detector_config
+        if det_thresh is not None:
+            config = dataclasses.replace(config, det_thresh=det_thresh)
+        return self._get(("detector", config.det_thresh), lambda: build_detector(config))
 
     def recognizer(self) -> FaceRecognizer:
         return self._get(("recognizer",), lambda: build_recognizer(self._recognizer_config))

@@ -24,6 +24,7 @@ from engine.enhance.models import DEFAULT_MODEL
 from engine.enhance.photo import enhance_pixels
 from engine.errors import OptionError
 from engine.faces.pixels import as_rgb8
+from engine.faces.tiling import TileOptions, detect_tiled
 from engine.faces.types import DetectedFace
 from engine.index.store import FaceIndex
 from engine.io.atomic import write_atomic
@@ -108,8 +109,15 @@ def image_enhance(ctx: TaskContext) -> None:
 
 
 def face_detect(ctx: TaskContext) -> None:
+    """`parameters.face_detect`: `det_thresh` (another score threshold), `tiles` (also scan
+    640-px tiles of the full image for small faces)."""
     image = ctx.require_image()
-    ctx.faces = ctx.models.detector().detect(as_rgb8(image.pixels))
+    options = ctx.task.parameters.get("face_detect") or {}
+    detector = ctx.models.detector(options.get("det_thresh"))
+    rgb = as_rgb8(image.pixels)
+    ctx.faces = (
+        detect_tiled(detector, rgb, TileOptions()) if options.get("tiles") else detector.detect(rgb)
+    )
 
 
 def face_embed(ctx: TaskContext) -> None:
