@@ -60,10 +60,10 @@ def serve(
     import uvicorn
 
     from engine.service.app import create_app
-    from engine.service.queue.sqlite import SqliteTaskQueue
+    from engine.service.queue.open import open_queue
 
     settings = _settings(config, host=host, port=port)
-    queue = SqliteTaskQueue(settings.queue_path)
+    queue = open_queue(settings)
     app = create_app(settings, queue)
     command = [sys.executable, "-m", "engine", "worker"] + (
         ["--config", str(config)] if config else []
@@ -73,6 +73,7 @@ def serve(
     try:
         uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
     finally:
+        queue.close()
         for child in children:
             child.terminate()
         for child in children:
@@ -88,7 +89,7 @@ def worker(
 ) -> None:
     """Run tasks from the queue until SIGTERM or Ctrl-C; models load once, on first use."""
     from engine.service.assemble import build_worker
-    from engine.service.queue.sqlite import SqliteTaskQueue
+    from engine.service.queue.open import open_queue
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -97,7 +98,11 @@ def worker(
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    with SqliteTaskQueue(settings.queue_path) as queue:
+    queue = open_queue(settings)
+    try:
         runner = build_worker(settings, queue)
-        stderr.print(f"amp worker {runner.worker_id} on {settings.queue_path}")
+        where = "PostgreSQL" if settings.queue_url else settings.queue_path
+        stderr.print(f"amp worker {runner.worker_id} on {where}")
         runner.run(stop, max_tasks=max_tasks)
+    finally:
+        queue.close()

@@ -124,6 +124,11 @@ class Settings(BaseSettings):
     queue_path: Path = Field(
         Path("~/.local/share/amp/queue.sqlite3"), description="The SQLite queue database."
     )
+    queue_url: SecretStr | None = Field(
+        None,
+        description="PostgreSQL DSN (postgresql://amp:...@db.lan/amp) of a queue shared by workers "
+        "on several machines (pip install '.[postgres]'); unset: the SQLite file at queue_path.",
+    )
     default_max_retries: int = Field(3, ge=0, le=20)
     lease_s: float = Field(
         120.0,

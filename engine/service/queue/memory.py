@@ -165,6 +165,9 @@ class MemoryTaskQueue:
         with self._lock:
             self._put(lifecycle.with_callback(self._existing(task_id), outcome))
 
+    def close(self) -> None:
+        """Nothing to release: the tasks live in this object."""
+
     def counts(self) -> dict[TaskStatus, int]:
         with self._lock:
             counts = dict.fromkeys(TaskStatus, 0)
