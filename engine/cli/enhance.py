@@ -119,6 +119,23 @@ def enhance(
         int,
         typer.Option(help="Refuse inputs with more pixels than this (decompression-bomb guard)."),
     ] = DEFAULT_MAX_PIXELS,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            metavar="ADDRESS",
+            show_default=False,
+            help="Run on Ray: 'local' starts Ray on this machine, 'auto' joins the one running "
+            "here, or host:6379 / ray://host:10001 (inputs, weights and --out on shared storage "
+            "at the same paths). Needs pip install '.[ray]'.",
+        ),
+    ] = None,
+    ray_actors: Annotated[
+        int | None,
+        typer.Option(
+            show_default=False, help="Ray actors (default: one per GPU, else one per CPU core)."
+        ),
+    ] = None,
     json_output: Annotated[
         bool,
         typer.Option(
@@ -146,8 +163,6 @@ def enhance(
     if not files:
         raise ImageReadError(", ".join(map(str, inputs)), "no images found there")
 
-    torch_device = resolve_device(device)
-    dtype = resolve_dtype(precision, torch_device)
     job = EnhanceJob(
         out_root=out,
         path_template=path_template,
@@ -158,40 +173,108 @@ def enhance(
         overwrite=overwrite,
         max_pixels=max_pixels,
     )
-    gpu_index = (torch_device.index or 0) if torch_device.type == "cuda" else None
-    with ResourceMeter(gpu_index=gpu_index) as meter:
-        loaded = load_enhancement_model(model, denoise)
-        meter.io.add_read(loaded.weights_bytes)
-        upscaler = Upscaler(
-            loaded.network,
-            loaded.spec,
-            device=torch_device,
-            dtype=dtype,
-            tiles=TileSettings(_tile_px(tile), tile_pad, pre_pad, tile_batch),
-        )
-        with ProgressBar(len(files), "enhance", enabled=not json_output) as bar:
-            report = run_batch(files, upscaler, job, io=meter.io, on_result=_on_result(bar))
-    usage = meter.usage()
-
-    settings = {
-        "model": loaded.name,
-        "network": loaded.spec.arch,
-        "native_scale": loaded.spec.scale,
-        "outscale": scale if scale is not None else loaded.spec.scale,
-        "denoise": loaded.denoise,
-        "device": str(torch_device),
-        "precision": str(dtype).removeprefix("torch."),
-        "tile": tile,
-        "tile_batch": tile_batch,
-        "tile_pad": tile_pad,
-        "pre_pad": pre_pad,
-    }
+    tiles = TileSettings(_tile_px(tile), tile_pad, pre_pad, tile_batch)
+    with ProgressBar(len(files), "enhance", enabled=not json_output) as bar:
+        if ray_address is None:
+            report, usage, settings = _run_here(
+                files, job, model, denoise, device, precision, tiles, _on_result(bar)
+            )
+        else:
+            report, usage, settings = _run_on_ray(
+                files,
+                job,
+                model,
+                denoise,
+                device,
+                precision,
+                tiles,
+                ray_address,
+                ray_actors,
+                _on_result(bar),
+            )
+    settings.update(
+        outscale=scale if scale is not None else settings["native_scale"],
+        tile=tile,
+        tile_batch=tile_batch,
+        tile_pad=tile_pad,
+        pre_pad=pre_pad,
+    )
     if json_output:
         print_json(_report_document(report, usage, settings))
     else:
         _print_summary(report, usage, settings)
     if report.count("failed"):
         raise typer.Exit(code=1)
+
+
+def _run_here(
+    files: list[Path],
+    job: EnhanceJob,
+    model: str,
+    denoise: float | None,
+    device: str,
+    precision: str,
+    tiles: TileSettings,
+    on_result: Callable[[FileResult], None],
+) -> tuple[BatchReport, ResourceUsage, dict[str, object]]:
+    torch_device = resolve_device(device)
+    dtype = resolve_dtype(precision, torch_device)
+    gpu_index = (torch_device.index or 0) if torch_device.type == "cuda" else None
+    with ResourceMeter(gpu_index=gpu_index) as meter:
+        loaded = load_enhancement_model(model, denoise)
+        meter.io.add_read(loaded.weights_bytes)
+        upscaler = Upscaler(
+            loaded.network, loaded.spec, device=torch_device, dtype=dtype, tiles=tiles
+        )
+        report = run_batch(files, upscaler, job, io=meter.io, on_result=on_result)
+    settings: dict[str, object] = {
+        "model": loaded.name,
+        "network": loaded.spec.arch,
+        "native_scale": loaded.spec.scale,
+        "denoise": loaded.denoise,
+        "device": str(torch_device),
+        "precision": str(dtype).removeprefix("torch."),
+    }
+    return report, meter.usage(), settings
+
+
+def _run_on_ray(
+    files: list[Path],
+    job: EnhanceJob,
+    model: str,
+    denoise: float | None,
+    device: str,
+    precision: str,
+    tiles: TileSettings,
+    address: str,
+    actors: int | None,
+    on_result: Callable[[FileResult], None],
+) -> tuple[BatchReport, ResourceUsage, dict[str, object]]:
+    from engine.distributed.ray_enhance import run_enhance_on_ray
+
+    with ResourceMeter() as meter:
+        report = run_enhance_on_ray(
+            files,
+            model=model,
+            denoise=denoise,
+            device_spec=device,
+            precision=precision,
+            tiles=tiles,
+            job=job,
+            address=None if address == "local" else address,
+            actors=actors,
+            io=meter.io,
+            on_result=on_result,
+        )
+    settings: dict[str, object] = {
+        "model": report.model,
+        "network": report.network,
+        "native_scale": report.native_scale,
+        "denoise": report.denoise,
+        "device": f"ray ({report.device}, {report.plan.actors if report.plan else 0} actors)",
+        "precision": report.precision,
+    }
+    return report, meter.usage(), settings
 
 
 def _tile_px(value: str) -> int | None:
@@ -222,6 +305,7 @@ def _report_document(
     return {
         "settings": settings,
         "summary": _summary(report, usage),
+        "nodes": [node.to_dict() for node in getattr(report, "nodes", [])],
         "stage_seconds": {k: round(v, 4) for k, v in report.stage_seconds.items()},
         "resource_usage": usage.to_dict(),
         "files": [r.to_dict() for r in report.results],
@@ -273,6 +357,8 @@ def _print_summary(report: BatchReport, usage: ResourceUsage, settings: dict[str
         f"read {usage.storage_read_bytes / 1e6:.1f} MB, "
         f"wrote {usage.storage_write_bytes / 1e6:.1f} MB",
     )
+    for node in getattr(report, "nodes", []):
+        table.add_row("node", node.describe())
     stderr.print(table)
     for result in report.results:
         if result.status == "failed":

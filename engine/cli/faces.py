@@ -19,12 +19,14 @@ from engine.cli.face_options import (
     RecognizerModel,
     Tiles,
     detector_from,
+    providers_from,
     recognizer_from,
 )
 from engine.cli.output import ProgressBar, exits_on_amp_error, print_json, stderr
 from engine.device import resolve_device
 from engine.errors import ImageReadError, OptionError
 from engine.faces.draw import draw_faces
+from engine.faces.factory import DetectorConfig, RecognizerConfig
 from engine.faces.pipeline import FileFaces, analyze_file, detect_file
 from engine.faces.pixels import as_rgb8
 from engine.faces.tiling import TileOptions
@@ -68,6 +70,22 @@ def index_command(
     recognizer_model: RecognizerModel = None,
     tiles: Tiles = False,
     providers: Providers = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            metavar="ADDRESS",
+            show_default=False,
+            help="Detect and embed on Ray actors ('local', 'auto', host:6379 or ray://host:10001); "
+            "this process alone writes the index. Needs pip install '.[ray]'.",
+        ),
+    ] = None,
+    ray_actors: Annotated[
+        int | None,
+        typer.Option(
+            show_default=False, help="Ray actors (default: one per GPU, else per CPU core)."
+        ),
+    ] = None,
     json_output: JsonOutput = False,
 ) -> None:
     """Find every face in PATHS and add it, with its embedding, to the index.
@@ -78,9 +96,9 @@ def index_command(
     files = find_images(paths)
     if not files:
         raise ImageReadError(", ".join(map(str, paths)), "no images found there")
-    face_detector = detector_from(detector, detector_model, det_thresh, providers)
-    face_recognizer = recognizer_from(recognizer, recognizer_model, providers)
     root = index_dir or default_index_dir()
+    tile_options = TileOptions() if tiles else None
+    nodes: list[str] = []
     with FaceIndex(root) as index, ProgressBar(len(files), "index", enabled=not json_output) as bar:
 
         def on_result(result: IndexedFile) -> None:
@@ -88,19 +106,49 @@ def index_command(
                 stderr.print(f"[yellow]skipped[/] {result.path}: {result.error}", highlight=False)
             bar.advance(counted=result.status == "indexed")
 
-        report = index_files(
-            files,
-            index,
-            face_detector,
-            face_recognizer,
-            tiles=TileOptions() if tiles else None,
-            on_result=on_result,
-        )
+        if ray_address is None:
+            face_detector = detector_from(detector, detector_model, det_thresh, providers)
+            face_recognizer = recognizer_from(recognizer, recognizer_model, providers)
+            report = index_files(
+                files,
+                index,
+                face_detector,
+                face_recognizer,
+                tiles=tile_options,
+                on_result=on_result,
+            )
+            detector_name, recognizer_name = face_detector.name, face_recognizer.name
+        else:
+            from engine.distributed.ray_index import run_index_on_ray
+
+            chosen = providers_from(providers)
+            ray_report = run_index_on_ray(
+                files,
+                detector_config=DetectorConfig(
+                    kind=detector,  # type: ignore[arg-type]  # checked by build_detector
+                    model=detector_model,
+                    det_thresh=det_thresh,
+                    providers=chosen,
+                ),
+                recognizer_config=RecognizerConfig(
+                    kind=recognizer,  # type: ignore[arg-type]  # checked by build_recognizer
+                    model=recognizer_model,
+                    providers=chosen,
+                ),
+                index=index,
+                address=None if ray_address == "local" else ray_address,
+                actors=ray_actors,
+                tiles=tile_options,
+                on_result=on_result,
+            )
+            report = ray_report
+            detector_name, recognizer_name = ray_report.detector, ray_report.recognizer
+            nodes = [node.describe() for node in ray_report.nodes]
         stats = index.stats()
     summary = {
         "index": str(root),
-        "detector": face_detector.name,
-        "recognizer": face_recognizer.name,
+        "detector": detector_name,
+        "recognizer": recognizer_name,
         "files": len(report.results),
         "indexed": report.count("indexed"),
         "unchanged": report.count("unchanged"),
@@ -108,6 +156,7 @@ def index_command(
         "faces_found": report.faces,
         "index_assets": stats.assets,
         "index_faces": stats.faces,
+        **({"nodes": nodes} if nodes else {}),
     }
     if json_output:
         print_json({"summary": summary, "files": [r.to_dict() for r in report.results]})
