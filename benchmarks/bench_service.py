@@ -113,9 +113,6 @@ def main() -> None:
         submitted = time.perf_counter()
         latencies = [r[0] for r in results]
         while True:
-            listing = client.get(
-                "/api/v1/media/processingTasks", params={"status": "completed", "limit": 1}
-            )
             metrics = client.get("/metrics").text
             done = sum(
                 float(line.split()[-1])
