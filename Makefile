@@ -42,7 +42,7 @@ test: setup
 	AMP_SHARED_DIR=$(abspath $(SHARED)) $(BIN)/python -m pytest
 
 lint: setup
-	$(BIN)/python -m ruff check engine tests benchmarks
+	$(BIN)/python -m ruff check engine tests benchmarks scripts
 
 clean:
 	rm -rf $(DEMO_OUT) .pytest_cache
