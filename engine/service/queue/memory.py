@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
 
-from engine.errors import TaskNotFoundError
 from engine.service.queue import cursor, lifecycle
+from engine.service.queue.changes import Change, TaskChanges
 from engine.service.queue.clock import Clock, to_us, utc_now
 from engine.service.queue.types import NewTask, TaskRecord, TaskStatus
 
 
-class MemoryTaskQueue:
+class MemoryTaskQueue(TaskChanges):
     def __init__(
         self,
         *,
@@ -75,10 +75,6 @@ class MemoryTaskQueue:
                 page.append(copy.deepcopy(record))
             return page, None
 
-    def cancel(self, task_id: str) -> TaskRecord:
-        with self._lock:
-            return self._put(lifecycle.cancelled(self._existing(task_id), now=self._clock()))
-
     def claim(self, worker_id: str, *, has_gpu: bool, lease_s: float) -> TaskRecord | None:
         lifecycle.check_lease_s(lease_s)
         with self._lock:
@@ -95,75 +91,6 @@ class MemoryTaskQueue:
                 candidates, key=lambda r: (-r.priority, r.queued_at, self._sequence[r.task_id])
             )
             return self._put(lifecycle.leased(best, worker_id, now=now, lease_s=lease_s))
-
-    def heartbeat(
-        self,
-        task_id: str,
-        worker_id: str,
-        *,
-        lease_s: float,
-        current_node: str | None = None,
-        progress: float | None = None,
-        resource_usage: dict[str, Any] | None = None,
-    ) -> bool:
-        lifecycle.check_lease_s(lease_s)
-        with self._lock:
-            record = self._tasks.get(task_id)
-            if record is None or not lifecycle.holds_lease(record, worker_id):
-                return False
-            self._put(
-                lifecycle.extended(
-                    record,
-                    now=self._clock(),
-                    lease_s=lease_s,
-                    current_node=current_node,
-                    progress=progress,
-                    resource_usage=resource_usage,
-                )
-            )
-            return True
-
-    def complete(
-        self,
-        task_id: str,
-        worker_id: str,
-        *,
-        output_path: str | None,
-        output_metadata: dict[str, Any],
-        resource_usage: dict[str, Any],
-    ) -> TaskRecord:
-        with self._lock:
-            record = self._existing(task_id)
-            lifecycle.check_holder(record, worker_id)
-            return self._put(
-                lifecycle.completed(
-                    record,
-                    now=self._clock(),
-                    output_path=output_path,
-                    output_metadata=output_metadata,
-                    resource_usage=resource_usage,
-                )
-            )
-
-    def fail(
-        self, task_id: str, worker_id: str, *, error: str, retryable: bool = True
-    ) -> TaskRecord:
-        with self._lock:
-            record = self._existing(task_id)
-            lifecycle.check_holder(record, worker_id)
-            return self._put(
-                lifecycle.after_failure(
-                    record,
-                    now=self._clock(),
-                    error=error,
-                    retryable=retryable,
-                    policy=self._policy,
-                )
-            )
-
-    def record_callback(self, task_id: str, outcome: dict[str, Any]) -> None:
-        with self._lock:
-            self._put(lifecycle.with_callback(self._existing(task_id), outcome))
 
     def close(self) -> None:
         """Nothing to release: the tasks live in this object."""
@@ -185,11 +112,10 @@ class MemoryTaskQueue:
             done.sort(key=lambda r: (r.completed_at, self._sequence[r.task_id]))
             return copy.deepcopy(done)
 
-    def _existing(self, task_id: str) -> TaskRecord:
-        record = self._tasks.get(task_id)
-        if record is None:
-            raise TaskNotFoundError(task_id)
-        return record
+    @contextmanager
+    def _change(self, task_id: str) -> Iterator[Change]:
+        with self._lock:
+            yield Change(task_id, self._tasks.get(task_id), self._clock(), self._put)
 
     def _put(self, record: TaskRecord) -> TaskRecord:
         self._tasks[record.task_id] = copy.deepcopy(record)

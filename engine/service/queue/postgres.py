@@ -38,8 +38,9 @@ from typing import Any
 import psycopg
 from psycopg.pq import TransactionStatus
 
-from engine.errors import TaskCursorError, TaskNotFoundError, TaskStoreError
+from engine.errors import TaskCursorError, TaskStoreError
 from engine.service.queue import cursor, lifecycle
+from engine.service.queue.changes import Change, TaskChanges
 from engine.service.queue.clock import Clock, from_us, to_us
 from engine.service.queue.postgres_schema import (
     COLUMNS,
@@ -67,7 +68,7 @@ _UPDATE = (
 _FINAL = [s.value for s in TaskStatus if s.final]
 
 
-class PostgresTaskQueue:
+class PostgresTaskQueue(TaskChanges):
     def __init__(
         self,
         dsn: str,
@@ -177,11 +178,6 @@ class PostgresTaskQueue:
         position = cursor.PagePosition(to_us(last["queued_at"]), last["seq"])
         return [from_row(r) for r in rows[:limit]], cursor.encode(position)
 
-    def cancel(self, task_id: str) -> TaskRecord:
-        with self._transaction() as (conn, now):
-            record = self._locked(conn, task_id)
-            return self._put(conn, lifecycle.cancelled(record, now=now))
-
     def claim(self, worker_id: str, *, has_gpu: bool, lease_s: float) -> TaskRecord | None:
         lifecycle.check_lease_s(lease_s)
         with self._transaction() as (conn, now):
@@ -206,83 +202,6 @@ class PostgresTaskQueue:
                 conn, lifecycle.leased(from_row(row), worker_id, now=now, lease_s=lease_s)
             )
 
-    def heartbeat(
-        self,
-        task_id: str,
-        worker_id: str,
-        *,
-        lease_s: float,
-        current_node: str | None = None,
-        progress: float | None = None,
-        resource_usage: dict[str, Any] | None = None,
-    ) -> bool:
-        lifecycle.check_lease_s(lease_s)
-        with self._transaction() as (conn, now):
-            row = conn.execute(
-                "SELECT * FROM tasks WHERE task_id = %s FOR UPDATE", (task_id,)
-            ).fetchone()
-            if row is None:
-                return False
-            record = from_row(row)
-            if not lifecycle.holds_lease(record, worker_id):
-                return False
-            self._put(
-                conn,
-                lifecycle.extended(
-                    record,
-                    now=now,
-                    lease_s=lease_s,
-                    current_node=current_node,
-                    progress=progress,
-                    resource_usage=resource_usage,
-                ),
-            )
-            return True
-
-    def complete(
-        self,
-        task_id: str,
-        worker_id: str,
-        *,
-        output_path: str | None,
-        output_metadata: dict[str, Any],
-        resource_usage: dict[str, Any],
-    ) -> TaskRecord:
-        with self._transaction() as (conn, now):
-            record = self._locked(conn, task_id)
-            lifecycle.check_holder(record, worker_id)
-            return self._put(
-                conn,
-                lifecycle.completed(
-                    record,
-                    now=now,
-                    output_path=output_path,
-                    output_metadata=output_metadata,
-                    resource_usage=resource_usage,
-                ),
-            )
-
-    def fail(
-        self, task_id: str, worker_id: str, *, error: str, retryable: bool = True
-    ) -> TaskRecord:
-        with self._transaction() as (conn, now):
-            record = self._locked(conn, task_id)
-            lifecycle.check_holder(record, worker_id)
-            return self._put(
-                conn,
-                lifecycle.after_failure(
-                    record,
-                    now=now,
-                    error=error,
-                    retryable=retryable,
-                    policy=self._policy,
-                ),
-            )
-
-    def record_callback(self, task_id: str, outcome: dict[str, Any]) -> None:
-        with self._transaction() as (conn, _):
-            self._put(conn, lifecycle.with_callback(self._locked(conn, task_id), outcome))
-
     def counts(self) -> dict[TaskStatus, int]:
         counts = dict.fromkeys(TaskStatus, 0)
         with self._transaction() as (conn, _):
@@ -301,14 +220,14 @@ class PostgresTaskQueue:
             ).fetchall()
         return [from_row(r) for r in rows]
 
-    @staticmethod
-    def _locked(conn: Connection, task_id: str) -> TaskRecord:
-        row = conn.execute(
-            "SELECT * FROM tasks WHERE task_id = %s FOR UPDATE", (task_id,)
-        ).fetchone()
-        if row is None:
-            raise TaskNotFoundError(task_id)
-        return from_row(row)
+    @contextmanager
+    def _change(self, task_id: str) -> Iterator[Change]:
+        with self._transaction() as (conn, now):
+            row = conn.execute(
+                "SELECT * FROM tasks WHERE task_id = %s FOR UPDATE", (task_id,)
+            ).fetchone()
+            record = from_row(row) if row is not None else None
+            yield Change(task_id, record, now, lambda new: self._put(conn, new))
 
     @staticmethod
     def _put(conn: Connection, record: TaskRecord) -> TaskRecord:

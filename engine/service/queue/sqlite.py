@@ -21,8 +21,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from engine.errors import TaskNotFoundError, TaskStoreError
+from engine.errors import TaskStoreError
 from engine.service.queue import cursor, lifecycle
+from engine.service.queue.changes import Change, TaskChanges
 from engine.service.queue.clock import Clock, to_us, utc_now
 from engine.service.queue.sqlite_schema import (
     COLUMNS,
@@ -42,7 +43,7 @@ _UPDATE = (
 _FINAL = tuple(s.value for s in TaskStatus if s.final)
 
 
-class SqliteTaskQueue:
+class SqliteTaskQueue(TaskChanges):
     def __init__(
         self,
         path: Path,
@@ -137,11 +138,6 @@ class SqliteTaskQueue:
         position = cursor.PagePosition(last["queued_at"], last["seq"])
         return [from_row(r) for r in rows[:limit]], cursor.encode(position)
 
-    def cancel(self, task_id: str) -> TaskRecord:
-        with self._write() as conn:
-            record = self._existing(conn, task_id)
-            return self._put(conn, lifecycle.cancelled(record, now=self._clock()))
-
     def claim(self, worker_id: str, *, has_gpu: bool, lease_s: float) -> TaskRecord | None:
         lifecycle.check_lease_s(lease_s)
         with self._write() as conn:
@@ -167,81 +163,6 @@ class SqliteTaskQueue:
                 conn, lifecycle.leased(from_row(row), worker_id, now=now, lease_s=lease_s)
             )
 
-    def heartbeat(
-        self,
-        task_id: str,
-        worker_id: str,
-        *,
-        lease_s: float,
-        current_node: str | None = None,
-        progress: float | None = None,
-        resource_usage: dict[str, Any] | None = None,
-    ) -> bool:
-        lifecycle.check_lease_s(lease_s)
-        with self._write() as conn:
-            row = conn.execute("SELECT * FROM tasks WHERE task_id = ?", (task_id,)).fetchone()
-            if row is None:
-                return False
-            record = from_row(row)
-            if not lifecycle.holds_lease(record, worker_id):
-                return False
-            self._put(
-                conn,
-                lifecycle.extended(
-                    record,
-                    now=self._clock(),
-                    lease_s=lease_s,
-                    current_node=current_node,
-                    progress=progress,
-                    resource_usage=resource_usage,
-                ),
-            )
-            return True
-
-    def complete(
-        self,
-        task_id: str,
-        worker_id: str,
-        *,
-        output_path: str | None,
-        output_metadata: dict[str, Any],
-        resource_usage: dict[str, Any],
-    ) -> TaskRecord:
-        with self._write() as conn:
-            record = self._existing(conn, task_id)
-            lifecycle.check_holder(record, worker_id)
-            return self._put(
-                conn,
-                lifecycle.completed(
-                    record,
-                    now=self._clock(),
-                    output_path=output_path,
-                    output_metadata=output_metadata,
-                    resource_usage=resource_usage,
-                ),
-            )
-
-    def fail(
-        self, task_id: str, worker_id: str, *, error: str, retryable: bool = True
-    ) -> TaskRecord:
-        with self._write() as conn:
-            record = self._existing(conn, task_id)
-            lifecycle.check_holder(record, worker_id)
-            return self._put(
-                conn,
-                lifecycle.after_failure(
-                    record,
-                    now=self._clock(),
-                    error=error,
-                    retryable=retryable,
-                    policy=self._policy,
-                ),
-            )
-
-    def record_callback(self, task_id: str, outcome: dict[str, Any]) -> None:
-        with self._write() as conn:
-            self._put(conn, lifecycle.with_callback(self._existing(conn, task_id), outcome))
-
     def counts(self) -> dict[TaskStatus, int]:
         counts = dict.fromkeys(TaskStatus, 0)
         with self._read() as conn:
@@ -259,12 +180,12 @@ class SqliteTaskQueue:
             ).fetchall()
         return [from_row(r) for r in rows]
 
-    @staticmethod
-    def _existing(conn: sqlite3.Connection, task_id: str) -> TaskRecord:
-        row = conn.execute("SELECT * FROM tasks WHERE task_id = ?", (task_id,)).fetchone()
-        if row is None:
-            raise TaskNotFoundError(task_id)
-        return from_row(row)
+    @contextmanager
+    def _change(self, task_id: str) -> Iterator[Change]:
+        with self._write() as conn:
+            row = conn.execute("SELECT * FROM tasks WHERE task_id = ?", (task_id,)).fetchone()
+            record = from_row(row) if row is not None else None
+            yield Change(task_id, record, self._clock(), lambda new: self._put(conn, new))
 
     @staticmethod
     def _put(conn: sqlite3.Connection, record: TaskRecord) -> TaskRecord:
