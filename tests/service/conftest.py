@@ -3,6 +3,7 @@ the in-memory queue, and a synchronous httpx client that drives the ASGI app in-
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,3 +131,14 @@ def submission(tree: PhotoTree) -> dict:
         "callback_url": "https://93.184.215.14/callback/media-processing",
         "metadata": {"project_id": "proj-456", "user_id": "user-123"},
     }
+
+
+@pytest.fixture
+def children() -> Iterator[list[subprocess.Popen[str]]]:
+    """The test's child processes; any still running at the end (a failed test) is killed."""
+    started: list[subprocess.Popen[str]] = []
+    yield started
+    for child in started:
+        if child.poll() is None:
+            child.kill()
+        child.communicate(timeout=30)

@@ -34,6 +34,7 @@ from tests.service.postgres_server import (  # noqa: F401 (fixtures)
     postgres_stores,
 )
 from tests.service.queue_contract import FakeClock, QueueContract, QueueFactory, new_task
+from tests.service.queue_processes import Children, child_scripts
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -256,77 +257,11 @@ def test_500_concurrent_submissions_from_threads(dsn: str) -> None:
 
 # --- processes --------------------------------------------------------------------------
 
-_PRELUDE = """
-import json, os, sys, time
-from pathlib import Path
-from engine.service.queue.postgres import PostgresTaskQueue
-from engine.service.queue.types import NewTask
-
-dsn, go = sys.argv[1], Path(sys.argv[2])
-queue = PostgresTaskQueue(dsn)
-print("ready", flush=True)
-while not go.exists():  # start together, for the most contention
-    time.sleep(0.005)
-"""
-
-SUBMITTER = (
-    _PRELUDE
-    + """
-name, n, shared_keys = sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
-created = []
-for i in range(n):
-    record, new = queue.submit(NewTask(file_path=f"/p/{name}-{i}.jpg", workflow="wf"))
-    assert new
-    created.append(record.task_id)
-    if i < shared_keys:  # every process races for the same keys
-        queue.submit(NewTask(file_path=f"/p/key-{i}.jpg", workflow="wf"), idempotency_key=f"k{i}")
-queue.close()
-print(json.dumps(created), flush=True)
-"""
+SCRIPTS = child_scripts(
+    "from engine.service.queue.postgres import PostgresTaskQueue\n"
+    "queue = PostgresTaskQueue(sys.argv[1])"
 )
-
-CLAIMER = (
-    _PRELUDE
-    + """
-worker, log = sys.argv[3], Path(sys.argv[4])
-with log.open("a") as out:
-    while (task := queue.claim(worker, has_gpu=False, lease_s=60)) is not None:
-        # Logged before completing: a second lease of the same task would show here.
-        out.write(task.task_id + "\\n")
-        out.flush()
-        time.sleep(0.002)  # the work, outside any transaction: others claim meanwhile
-        assert queue.heartbeat(task.task_id, worker, lease_s=60, progress=0.5)
-        queue.complete(
-            task.task_id, worker, output_path=None, output_metadata={}, resource_usage={}
-        )
-queue.close()
-"""
-)
-
-HOLDER = (
-    _PRELUDE
-    + """
-worker = sys.argv[3]
-task = queue.claim(worker, has_gpu=False, lease_s=60)
-print(task.task_id, flush=True)
-while True:  # a worker busy with its task, heartbeating, until it is killed
-    queue.heartbeat(task.task_id, worker, lease_s=60, progress=0.5)
-"""
-)
-
-
-Children = list[subprocess.Popen[str]]
-
-
-@pytest.fixture
-def children() -> Iterator[Children]:
-    """The test's child processes; any still running at the end (a failed test) is killed."""
-    started: Children = []
-    yield started
-    for child in started:
-        if child.poll() is None:
-            child.kill()
-        child.communicate(timeout=30)
+SUBMITTER, CLAIMER, HOLDER = SCRIPTS.submitter, SCRIPTS.claimer, SCRIPTS.holder
 
 
 def _start(children: Children, code: str, dsn: str, go: Path, argsets: list[list[str]]) -> Children:
