@@ -28,8 +28,6 @@ process (a connection must not cross a fork). Give the queue a database (or a sc
 
 from __future__ import annotations
 
-import os
-import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -42,6 +40,7 @@ from engine.errors import TaskCursorError, TaskStoreError
 from engine.service.queue import cursor, lifecycle
 from engine.service.queue.changes import Change, TaskChanges
 from engine.service.queue.clock import Clock, from_us, to_us
+from engine.service.queue.pool import ConnectionPool
 from engine.service.queue.postgres_schema import (
     COLUMNS,
     Connection,
@@ -89,11 +88,9 @@ class PostgresTaskQueue(TaskChanges):
         self._dsn = dsn
         self._clock = clock
         self._policy = lifecycle.RetryPolicy(backoff_s, max_backoff_s)
-        self._pool_size = pool_size
-        self._pid = os.getpid()
-        self._lock = threading.Lock()
-        self._idle: list[Connection] = []
-        self._closed = False
+        self._pool = ConnectionPool(
+            self._connect, owner=f"the task queue {self.location}", max_idle=pool_size
+        )
         conn = self._connect()
         try:
             ensure_schema(conn, self.location)
@@ -103,18 +100,14 @@ class PostgresTaskQueue(TaskChanges):
         except BaseException:
             conn.close()
             raise
-        self._idle.append(conn)
+        self._pool.give_back(conn)
 
     def __repr__(self) -> str:
         return f"PostgresTaskQueue({self.location!r})"
 
     def close(self) -> None:
         """Close every connection; connections in use close when their call returns."""
-        with self._lock:
-            self._closed = True
-            idle, self._idle = self._idle, []
-        for conn in idle:
-            conn.close()
+        self._pool.close()
 
     def __enter__(self) -> PostgresTaskQueue:
         return self
@@ -262,7 +255,7 @@ class PostgresTaskQueue(TaskChanges):
         """A connection in a fresh transaction, and the server's time at its start (read
         in the same round trip). An idle connection the server dropped meanwhile (a
         restart, an idle timeout) is replaced once, transparently."""
-        conn, reused = self._borrow()
+        conn, reused = self._pool.borrow(usable=lambda c: not c.closed)
         try:
             return conn, self._begin_on(conn)
         except psycopg.OperationalError as exc:
@@ -290,20 +283,6 @@ class PostgresTaskQueue(TaskChanges):
         assert row is not None  # a SELECT without FROM has one row
         return from_row_time(row["now"])
 
-    def _borrow(self) -> tuple[Connection, bool]:
-        if os.getpid() != self._pid:
-            raise RuntimeError(
-                "a PostgresTaskQueue must not cross a fork; open a new one in each process"
-            )
-        with self._lock:
-            if self._closed:
-                raise RuntimeError(f"the task queue {self.location} is closed")
-            while self._idle:
-                conn = self._idle.pop()
-                if not conn.closed:
-                    return conn, True
-        return self._connect(), False
-
     def _connect(self) -> Connection:
         try:
             return connect(self._dsn)
@@ -312,8 +291,4 @@ class PostgresTaskQueue(TaskChanges):
 
     def _give_back(self, conn: Connection) -> None:
         healthy = not conn.closed and conn.info.transaction_status == TransactionStatus.IDLE
-        with self._lock:
-            if healthy and not self._closed and len(self._idle) < self._pool_size:
-                self._idle.append(conn)
-                return
-        conn.close()
+        self._pool.give_back(conn, healthy=healthy)

@@ -12,9 +12,7 @@ The transitions themselves are `lifecycle`'s, shared with the in-memory twin.
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -25,6 +23,7 @@ from engine.errors import TaskStoreError
 from engine.service.queue import cursor, lifecycle
 from engine.service.queue.changes import Change, TaskChanges
 from engine.service.queue.clock import Clock, to_us, utc_now
+from engine.service.queue.pool import ConnectionPool
 from engine.service.queue.sqlite_schema import (
     COLUMNS,
     connect,
@@ -55,14 +54,8 @@ class SqliteTaskQueue(TaskChanges):
         self.path = Path(path)
         self._clock = clock
         self._policy = lifecycle.RetryPolicy(backoff_s, max_backoff_s)
-        self._pid = os.getpid()
-        self._lock = threading.Lock()
-        self._idle: list[sqlite3.Connection] = []
-        self._closed = False
-        try:
-            conn = connect(self.path)
-        except sqlite3.Error as exc:
-            raise TaskStoreError(self.path, f"cannot open the database: {exc}") from exc
+        self._pool = ConnectionPool(self._connect, owner=f"the task queue {self.path}")
+        conn = self._connect()
         try:
             ensure_schema(conn, self.path)
         except sqlite3.Error as exc:
@@ -71,15 +64,11 @@ class SqliteTaskQueue(TaskChanges):
         except BaseException:
             conn.close()
             raise
-        self._idle.append(conn)
+        self._pool.give_back(conn)
 
     def close(self) -> None:
         """Close every connection; connections in use close when their call returns."""
-        with self._lock:
-            self._closed = True
-            idle, self._idle = self._idle, []
-        for conn in idle:
-            conn.close()
+        self._pool.close()
 
     def __enter__(self) -> SqliteTaskQueue:
         return self
@@ -207,7 +196,7 @@ class SqliteTaskQueue(TaskChanges):
 
     @contextmanager
     def _transaction(self, begin: str) -> Iterator[sqlite3.Connection]:
-        conn = self._borrow()
+        conn, _ = self._pool.borrow()
         try:
             try:
                 conn.execute(begin)
@@ -221,26 +210,10 @@ class SqliteTaskQueue(TaskChanges):
             # Locked past the busy timeout, disk full, I/O error: the store, not a bug.
             raise TaskStoreError(self.path, str(exc)) from exc
         finally:
-            self._give_back(conn)
+            self._pool.give_back(conn)
 
-    def _borrow(self) -> sqlite3.Connection:
-        if os.getpid() != self._pid:
-            raise RuntimeError(
-                "a SqliteTaskQueue must not cross a fork; open a new one in each process"
-            )
-        with self._lock:
-            if self._closed:
-                raise RuntimeError(f"the task queue {self.path} is closed")
-            if self._idle:
-                return self._idle.pop()
+    def _connect(self) -> sqlite3.Connection:
         try:
             return connect(self.path)
         except sqlite3.Error as exc:
             raise TaskStoreError(self.path, f"cannot open the database: {exc}") from exc
-
-    def _give_back(self, conn: sqlite3.Connection) -> None:
-        with self._lock:
-            if not self._closed:
-                self._idle.append(conn)
-                return
-        conn.close()
