@@ -3,6 +3,8 @@
 The image stays in host memory as integers; only the tiles of one batch live on the device.
 Integer-to-float conversion, clamping, the grey (luma) reduction and quantisation back to
 8/16-bit all happen on the device, so each tile crosses the bus as compact integers both ways.
+On CUDA the next batch is queued before the host stitches the previous one, so host work
+overlaps device work.
 """
 
 from __future__ import annotations
@@ -162,20 +164,28 @@ class Upscaler:
         channels = 1 if luma else self.spec.num_out_ch
         s = self.scale
         out = torch.empty((channels, padded_h * s, padded_w * s), dtype=out_dtype)
+        # One batch runs on the device while the host stitches the one before it: on CUDA the
+        # launch returns at once, so the GPU never waits for the host between batches.
+        in_flight: tuple[list[Tile], _Pending] | None = None
         for batch in _batches_of_equal_shape(plan, self.tiles.tile_batch):
             crops = torch.stack(
                 [padded[:, t.read.y0 : t.read.y1, t.read.x0 : t.read.x1] for t in batch]
             )
-            result = self._forward(crops, out_dtype, luma)
-            for tile, tile_out in zip(batch, result, strict=True):
-                k, w = tile.keep, tile.write
-                out[:, w.y0 : w.y1, w.x0 : w.x1] = tile_out[:, k.y0 : k.y1, k.x0 : k.x1]
+            launched = (batch, self._launch(crops, out_dtype, luma))
+            if in_flight is not None:
+                _stitch(out, *in_flight)
+            in_flight = launched
+        if in_flight is not None:
+            _stitch(out, *in_flight)
         return out[:, : height * s, : width * s]
 
-    def _forward(self, batch: torch.Tensor, out_dtype: torch.dtype, luma: bool) -> torch.Tensor:
+    def _launch(self, batch: torch.Tensor, out_dtype: torch.dtype, luma: bool) -> _Pending:
+        """Queue one batch: host to device, the network, device-side quantisation, and the copy
+        back; on CUDA all of it is asynchronous and `_Pending.result` waits for it."""
         max_value = 1.0 if batch.is_floating_point() else float(torch.iinfo(batch.dtype).max)
-        if self.device.type == "cuda":
-            batch = batch.pin_memory()
+        on_cuda = self.device.type == "cuda"
+        if on_cuda:
+            batch = batch.pin_memory()  # only page-locked memory copies asynchronously
         x = batch.to(self.device, non_blocking=True).float().div_(max_value).to(self.dtype)
         y = self.network(x.contiguous(memory_format=torch.channels_last))
         y = y.float().clamp_(0.0, 1.0)
@@ -185,7 +195,33 @@ class Upscaler:
         if out_dtype != torch.float32:
             # Round on the device; the integer result is a quarter (uint8) of the float's bytes.
             y = y.mul_(max_value).round_().to(out_dtype)
-        return y.cpu()
+        if not on_cuda:
+            return _Pending(y)
+        host = torch.empty(y.shape, dtype=y.dtype, pin_memory=True)
+        host.copy_(y, non_blocking=True)
+        done = torch.cuda.Event()
+        done.record()
+        return _Pending(host, done)
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """A batch's result in host memory, valid once `done` (a CUDA event, if any) has fired."""
+
+    host: torch.Tensor
+    done: torch.cuda.Event | None = None
+
+    def result(self) -> torch.Tensor:
+        if self.done is not None:
+            self.done.synchronize()
+        return self.host
+
+
+def _stitch(out: torch.Tensor, tiles: list[Tile], pending: _Pending) -> None:
+    """Copy each tile's kept core into its place in the upscaled image."""
+    for tile, tile_out in zip(tiles, pending.result(), strict=True):
+        k, w = tile.keep, tile.write
+        out[:, w.y0 : w.y1, w.x0 : w.x1] = tile_out[:, k.y0 : k.y1, k.x0 : k.x1]
 
 
 def _batches_of_equal_shape(plan: list[Tile], size: int) -> list[list[Tile]]:

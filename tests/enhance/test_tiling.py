@@ -209,3 +209,31 @@ def test_automatic_tiles_follow_the_memory_budget(
     result = auto.upscale(image)
     assert seen == [64]  # sqrt(budget / bytes_per_px) = 100, minus 2 x 18 context, 16-aligned
     assert (result - whole).abs().max().item() < 1e-4
+
+
+def test_next_batch_is_launched_before_the_previous_is_stitched(
+    anime_weights: Path, faces_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The overlap that keeps a GPU busy: the host stitches batch k while batch k+1 runs."""
+    from engine.enhance import upscaler as module
+
+    network, spec = build_network(read_state_dict(anime_weights))
+    image = _photo_tensor(faces_dir, 64, 96)
+    events: list[str] = []
+    launch, stitch = Upscaler._launch, module._stitch
+
+    def spy_launch(self: Upscaler, *args: object) -> object:
+        events.append("launch")
+        return launch(self, *args)
+
+    def spy_stitch(*args: object) -> None:
+        events.append("stitch")
+        stitch(*args)
+
+    monkeypatch.setattr(Upscaler, "_launch", spy_launch)
+    monkeypatch.setattr(module, "_stitch", spy_stitch)
+    tiled = _upscale(network, spec, image, tile_px=32, tile_pad_px=spec.receptive_radius)
+    assert events == ["launch", "launch"] + ["stitch", "launch"] * 4 + ["stitch"] * 2
+    monkeypatch.undo()
+    whole = _upscale(network, spec, image, tile_px=0)
+    assert (tiled - whole).abs().max().item() < 1e-4
