@@ -44,7 +44,7 @@ from engine.device import resolve_device, resolve_dtype  # noqa: E402
 from engine.enhance.load import build_network, read_state_dict  # noqa: E402
 from engine.enhance.photo import enhance_pixels  # noqa: E402
 from engine.enhance.spec import NetworkSpec  # noqa: E402
-from engine.enhance.upscaler import TileSettings, Upscaler  # noqa: E402
+from engine.enhance.upscaler import COMPILE_MODES, TileSettings, Upscaler  # noqa: E402
 from engine.errors import ModelNotFoundError  # noqa: E402
 from engine.registry.locate import find_model_file  # noqa: E402
 from engine.resources import ResourceMeter  # noqa: E402
@@ -74,8 +74,9 @@ class Measurement:
     weights: str
     precision: str
     megapixels: float
-    engine: str  # "amp" | "reference-algorithm" | "realesrgan"
+    engine: str  # "amp" | "amp+compile:<mode>" | "reference-algorithm" | "realesrgan"
     tile: str
+    first_run_seconds: float  # the warm-up: cuDNN autotuning, and compilation where asked
     seconds: float
     megapixels_per_s: float
     images_per_s: float
@@ -119,10 +120,12 @@ def peak_flops(device: torch.device, precision: str) -> float | None:
 
 
 def timed(run, image: np.ndarray, repeat: int, device: torch.device) -> tuple[list[float], dict]:  # noqa: ANN001
-    run(image)  # warm-up: cuDNN autotuning, allocator growth
+    start = time.perf_counter()
+    run(image)  # warm-up: cuDNN autotuning, allocator growth, compilation
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
+    first_run_seconds = time.perf_counter() - start
     times = []
     gpu_index = (device.index or 0) if device.type == "cuda" else None
     with ResourceMeter(gpu_index=gpu_index, sample_interval_s=0.05) as meter:
@@ -134,6 +137,7 @@ def timed(run, image: np.ndarray, repeat: int, device: torch.device) -> tuple[li
             times.append(time.perf_counter() - start)
     usage = meter.usage()
     extra = {
+        "first_run_seconds": first_run_seconds,
         "gpu_utilization": usage.gpu_utilization,
         "peak_gpu_memory_gb": torch.cuda.max_memory_allocated(device) / 1e9
         if device.type == "cuda"
@@ -180,6 +184,13 @@ def main() -> None:
     parser.add_argument(
         "--rrdb-megapixels", nargs="+", type=float, help="sizes for RRDBNet on the CPU"
     )
+    parser.add_argument(
+        "--compile",
+        nargs="*",
+        default=[],
+        choices=COMPILE_MODES,
+        help="also time AMP with the network compiled in these torch.compile modes",
+    )
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument(
         "--reference-tile",
@@ -221,10 +232,21 @@ def main() -> None:
             )
             if dtype == torch.bfloat16:
                 reference.network = reference.network.to(torch.bfloat16)
-            engines = {
-                "amp": (lambda rgb, u=ours: enhance_pixels(rgb, u), "auto"),
-                "reference-algorithm": (reference.enhance, str(args.reference_tile)),
-            }
+            engines = {"amp": (lambda rgb, u=ours: enhance_pixels(rgb, u), "auto")}
+            for mode in args.compile:
+                compiled = Upscaler(
+                    copy.deepcopy(base_network),
+                    spec,
+                    device=device,
+                    dtype=dtype,
+                    tiles=ours.tiles,
+                    compile_mode=mode,
+                )
+                engines[f"amp+compile:{mode}"] = (
+                    lambda rgb, u=compiled: enhance_pixels(rgb, u),
+                    "auto",
+                )
+            engines["reference-algorithm"] = (reference.enhance, str(args.reference_tile))
             real = real_realesrgan(
                 copy.deepcopy(base_network),
                 spec.scale,
@@ -238,7 +260,7 @@ def main() -> None:
                 image = photo_of(megapixels)
                 mp = image.shape[0] * image.shape[1] / 1e6
                 for engine, (run, tile) in engines.items():
-                    if engine != "amp" and dtype == torch.bfloat16:
+                    if not engine.startswith("amp") and dtype == torch.bfloat16:
                         continue  # the reference offers fp32 and fp16 only
                     times, extra = timed(run, image, args.repeat, device)
                     seconds = statistics.median(times)
@@ -252,6 +274,7 @@ def main() -> None:
                             round(mp, 3),
                             engine,
                             tile,
+                            extra.pop("first_run_seconds"),
                             seconds,
                             mp / seconds,
                             1 / seconds,
@@ -272,11 +295,9 @@ def write_results(rows: list[Measurement], device: torch.device, args: argparse.
     args.out.mkdir(parents=True, exist_ok=True)
     ratios = []
     for row in rows:
-        if row.engine != "amp":
-            continue
         for other in rows:
             if (
-                other.engine != "amp"
+                _compared(row.engine, other.engine)
                 and other.network == row.network
                 and other.precision == row.precision
                 and other.megapixels == row.megapixels
@@ -286,6 +307,7 @@ def write_results(rows: list[Measurement], device: torch.device, args: argparse.
                         "network": row.network,
                         "precision": row.precision,
                         "megapixels": row.megapixels,
+                        "engine": row.engine,
                         "versus": other.engine,
                         "speedup": row.megapixels_per_s / other.megapixels_per_s,
                     }
@@ -313,9 +335,15 @@ def write_results(rows: list[Measurement], device: torch.device, args: argparse.
     for ratio in ratios:
         print(
             f"speed-up {ratio['network']} {ratio['precision']} {ratio['megapixels']} MP "
-            f"vs {ratio['versus']}: {ratio['speedup']:.2f}x"
+            f"{ratio['engine']} vs {ratio['versus']}: {ratio['speedup']:.2f}x"
         )
     print(f"wrote {args.out / stem}.json and .png")
+
+
+def _compared(engine: str, other: str) -> bool:
+    """Each AMP variant against each baseline; compiled AMP also against eager AMP."""
+    baseline = not other.startswith("amp")
+    return engine.startswith("amp") and (baseline or (engine != "amp" and other == "amp"))
 
 
 def plot(rows: list[Measurement], path: Path, device: str) -> None:

@@ -14,7 +14,7 @@ from engine.device import resolve_device, resolve_dtype
 from engine.enhance.batch import STAGES, BatchReport, EnhanceJob, FileResult, run_batch
 from engine.enhance.models import DEFAULT_MODEL, load_enhancement_model
 from engine.enhance.photo import AlphaMode
-from engine.enhance.upscaler import TileSettings, Upscaler
+from engine.enhance.upscaler import COMPILE_MODES, TileSettings, Upscaler
 from engine.errors import ImageReadError, OptionError
 from engine.io.decode import DEFAULT_MAX_PIXELS
 from engine.io.discover import find_images
@@ -87,6 +87,16 @@ def enhance(
         str,
         typer.Option(help="auto (fp16 on CUDA, fp32 on CPU), fp32, fp16 or bf16."),
     ] = "auto",
+    compile_mode: Annotated[
+        str,
+        typer.Option(
+            "--compile",
+            help="off, or a torch.compile mode: default, max-autotune, "
+            "max-autotune-no-cudagraphs, reduce-overhead (CUDA graphs). Each new tile shape "
+            "is compiled on first use (seconds to a minute), so it pays on long runs of "
+            "same-sized photos; see benchmarks/RESULTS.md for measured gains.",
+        ),
+    ] = "off",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     path_template: Annotated[
         str,
@@ -159,6 +169,10 @@ def enhance(
         raise OptionError(f"--quality must be within 1..100, got {quality}")
     if scale is not None and scale <= 0:
         raise OptionError(f"--scale must be positive, got {scale}")
+    if compile_mode not in ("off", *COMPILE_MODES):
+        raise OptionError(
+            f"unknown --compile {compile_mode!r}: use off or one of {', '.join(COMPILE_MODES)}"
+        )
     files = find_images(inputs)
     if not files:
         raise ImageReadError(", ".join(map(str, inputs)), "no images found there")
@@ -174,10 +188,11 @@ def enhance(
         max_pixels=max_pixels,
     )
     tiles = TileSettings(_tile_px(tile), tile_pad, pre_pad, tile_batch)
+    compiled = None if compile_mode == "off" else compile_mode
     with ProgressBar(len(files), "enhance", enabled=not json_output) as bar:
         if ray_address is None:
             report, usage, settings = _run_here(
-                files, job, model, denoise, device, precision, tiles, _on_result(bar)
+                files, job, model, denoise, device, precision, tiles, compiled, _on_result(bar)
             )
         else:
             report, usage, settings = _run_on_ray(
@@ -188,6 +203,7 @@ def enhance(
                 device,
                 precision,
                 tiles,
+                compiled,
                 ray_address,
                 ray_actors,
                 _on_result(bar),
@@ -198,6 +214,7 @@ def enhance(
         tile_batch=tile_batch,
         tile_pad=tile_pad,
         pre_pad=pre_pad,
+        compile=compile_mode,
     )
     if json_output:
         print_json(_report_document(report, usage, settings))
@@ -215,6 +232,7 @@ def _run_here(
     device: str,
     precision: str,
     tiles: TileSettings,
+    compile_mode: str | None,
     on_result: Callable[[FileResult], None],
 ) -> tuple[BatchReport, ResourceUsage, dict[str, object]]:
     torch_device = resolve_device(device)
@@ -224,7 +242,12 @@ def _run_here(
         loaded = load_enhancement_model(model, denoise)
         meter.io.add_read(loaded.weights_bytes)
         upscaler = Upscaler(
-            loaded.network, loaded.spec, device=torch_device, dtype=dtype, tiles=tiles
+            loaded.network,
+            loaded.spec,
+            device=torch_device,
+            dtype=dtype,
+            tiles=tiles,
+            compile_mode=compile_mode,
         )
         report = run_batch(files, upscaler, job, io=meter.io, on_result=on_result)
     settings: dict[str, object] = {
@@ -246,6 +269,7 @@ def _run_on_ray(
     device: str,
     precision: str,
     tiles: TileSettings,
+    compile_mode: str | None,
     address: str,
     actors: int | None,
     on_result: Callable[[FileResult], None],
@@ -260,6 +284,7 @@ def _run_on_ray(
             device_spec=device,
             precision=precision,
             tiles=tiles,
+            compile_mode=compile_mode,
             job=job,
             address=None if address == "local" else address,
             actors=actors,
@@ -337,7 +362,9 @@ def _print_summary(report: BatchReport, usage: ResourceUsage, settings: dict[str
         f"-> x{settings['outscale']}{denoise}",
     )
     table.add_row(
-        "device", f"{settings['device']} {settings['precision']}, tile {settings['tile']}"
+        "device",
+        f"{settings['device']} {settings['precision']}, tile {settings['tile']}"
+        + ("" if settings["compile"] == "off" else f", compiled ({settings['compile']})"),
     )
     table.add_row(
         "files",

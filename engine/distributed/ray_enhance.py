@@ -82,6 +82,7 @@ class _WorkerSettings:
     denoise: float | None
     precision: str
     tiles: TileSettings
+    compile_mode: str | None
     job: EnhanceJob
     plan: ActorPlan
     crash: CrashOnce | None
@@ -100,6 +101,7 @@ class EnhanceWorker:
             device=device,
             dtype=resolve_dtype(settings.precision, device),
             tiles=settings.tiles,
+            compile_mode=settings.compile_mode,
         )
         # One file in flight per stage: the actor pool, not threads, gives the parallelism.
         self._job = dataclasses.replace(settings.job, io_workers=1)
@@ -213,6 +215,7 @@ def run_enhance_on_ray(
     device_spec: str = "auto",
     precision: str = "auto",
     tiles: TileSettings = _WHOLE_IMAGES,
+    compile_mode: str | None = None,
     job: EnhanceJob,
     address: str | None = None,
     actors: int | None = None,
@@ -249,7 +252,7 @@ def run_enhance_on_ray(
         report.precision = str(dtype).removeprefix("torch.")
         log.info("enhancing %d files on Ray: %s", len(files), plan)
         ray = import_ray()
-        settings = _WorkerSettings(model, denoise, precision, tiles, job, plan, crash)
+        settings = _WorkerSettings(model, denoise, precision, tiles, compile_mode, job, plan, crash)
         items = [{"index": i, "path": str(path)} for i, path in enumerate(files)]
         blocks = min(MAX_INPUT_BLOCKS, -(-len(items) // batch_files))
         dataset = ray.data.from_items(items, override_num_blocks=blocks).map_batches(

@@ -36,6 +36,8 @@ LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 # cache and fragments; on the host, decode and encode buffers live beside the activations.
 GPU_MEMORY_SHARE = 0.6
 HOST_MEMORY_SHARE = 0.25
+# torch.compile modes; "reduce-overhead" replays each tile shape as a CUDA graph.
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,9 @@ class Upscaler:
     """A loaded network on its device, ready to upscale images.
 
     The Upscaler owns the network: it is moved to the device and number format in place.
+    With `compile_mode` the network is compiled for each tile shape it meets (static shapes:
+    measured faster than one dynamic-shape graph); past torch's recompile limit, new shapes run
+    eagerly, and a compiler failure falls back to eager execution for good.
     """
 
     def __init__(
@@ -71,7 +76,12 @@ class Upscaler:
         device: torch.device,
         dtype: torch.dtype,
         tiles: TileSettings = TileSettings(),
+        compile_mode: str | None = None,
     ) -> None:
+        if compile_mode is not None and compile_mode not in COMPILE_MODES:
+            raise OptionError(
+                f"unknown compile mode {compile_mode!r}: use one of {', '.join(COMPILE_MODES)}"
+            )
         self.spec = spec
         self.device = device
         self.dtype = dtype
@@ -79,6 +89,12 @@ class Upscaler:
         self.network = network.to(
             device=device, dtype=dtype, memory_format=torch.channels_last
         ).eval()
+        self.compile_mode = compile_mode
+        self._run = (
+            self.network
+            if compile_mode is None
+            else torch.compile(self.network, mode=compile_mode, dynamic=False)
+        )
         # After an out-of-memory error, later images start from the tile size that worked.
         self._tile_cap: int | None = None
 
@@ -187,7 +203,7 @@ class Upscaler:
         if on_cuda:
             batch = batch.pin_memory()  # only page-locked memory copies asynchronously
         x = batch.to(self.device, non_blocking=True).float().div_(max_value).to(self.dtype)
-        y = self.network(x.contiguous(memory_format=torch.channels_last))
+        y = self._forward(x.contiguous(memory_format=torch.channels_last))
         y = y.float().clamp_(0.0, 1.0)
         if luma:
             weights = torch.tensor(LUMA_WEIGHTS, device=y.device).view(1, 3, 1, 1)
@@ -202,6 +218,18 @@ class Upscaler:
         done = torch.cuda.Event()
         done.record()
         return _Pending(host, done)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        try:
+            return self._run(x)
+        except torch._dynamo.exc.TorchDynamoException as exc:
+            if self._run is self.network:
+                raise
+            # A missing C++ compiler or an unsupported GPU must not cost the batch.
+            reason = str(exc).strip().splitlines()[0]
+            log.warning("torch.compile failed (%s); running the network eagerly", reason)
+            self._run = self.network
+            return self._run(x)
 
 
 @dataclass(frozen=True)

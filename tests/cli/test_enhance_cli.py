@@ -246,3 +246,24 @@ def test_an_original_is_never_overwritten(inputs: Path, anime_weights: Path) -> 
         assert code == 1
         assert "never overwrites" in doc["files"][0]["error"]
     assert _sha256(photo) == before
+
+
+def test_compiled_run_writes_the_eager_runs_pixels(
+    inputs: Path, tmp_path: Path, anime_weights: Path
+) -> None:
+    common = [str(inputs / "photo.jpg"), "--model", str(anime_weights), "--format", "png"]
+    code, eager = _enhance(*common, "--out", str(tmp_path / "eager"))
+    assert code == 0
+    code, compiled = _enhance(*common, "--out", str(tmp_path / "compiled"), "--compile", "default")
+    assert code == 0 and compiled["settings"]["compile"] == "default"
+    pixels = [
+        np.asarray(Image.open(tmp_path / run / "photo.png"), dtype=np.int16)
+        for run in ("eager", "compiled")
+    ]
+    assert np.abs(pixels[0] - pixels[1]).max() <= 1  # fused kernels may round one level apart
+
+    bad = runner.invoke(
+        app, ["enhance", str(inputs), "--out", str(tmp_path / "x"), "--compile", "fastest"]
+    )
+    assert bad.exit_code == 1 and "unknown --compile 'fastest'" in bad.stderr
+    assert not (tmp_path / "x").exists()
