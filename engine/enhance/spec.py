@@ -75,21 +75,6 @@ class NetworkSpec:
         feature_radius = 1 + 15 * self.num_block + 1 + 2
         return u * feature_radius + u - 1
 
-    def activation_bytes_per_input_pixel(self, itemsize: int) -> int:
-        """Peak bytes of live activations per input pixel during one forward pass: an
-        estimate from the layer widths (tensors alive at the widest point), used to size tiles;
-        an out-of-memory error still halves the tile if it is off."""
-        s2 = self.scale * self.scale
-        if self.arch == "SRVGGNetCompact":
-            # A conv's input and output, then the shuffled output, the nearest base and the sum.
-            return (2 * self.num_feat + 3 * self.num_out_ch * s2) * itemsize
-        f, g, u = self.num_feat, self.num_grow_ch, UNSHUFFLE_FACTOR[self.scale]
-        # Inside a dense block: trunk, block input, x1..x4, their concatenation and x5. After
-        # upsampling: input, output and activation of a conv at 16 pixels per feature pixel.
-        body = 5 * f + 8 * g
-        upsampled = 16 * 3 * f
-        return max(body, upsampled) * itemsize // (u * u) + 1
-
     @property
     def flops_per_input_pixel(self) -> int:
         """Multiply-adds x 2 of the convolutions per input pixel (activations and adds ignored)."""

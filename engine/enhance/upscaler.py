@@ -17,6 +17,7 @@ import psutil
 import torch
 from torch import nn
 
+from engine.enhance.memory import META, PROBE_TILE_PX, peak_bytes
 from engine.enhance.spec import NetworkSpec
 from engine.enhance.tiling import (
     MIN_TILE_PX,
@@ -97,6 +98,7 @@ class Upscaler:
         )
         # After an out-of-memory error, later images start from the tile size that worked.
         self._tile_cap: int | None = None
+        self._bytes_per_px: int | None = None
 
     @property
     def scale(self) -> int:
@@ -125,7 +127,7 @@ class Upscaler:
                 height + self.tiles.pre_pad_px,
                 width + self.tiles.pre_pad_px,
                 budget_bytes=self._memory_budget(),
-                bytes_per_px=self.spec.activation_bytes_per_input_pixel(self._itemsize),
+                bytes_per_px=self.device_bytes_per_input_pixel(),
                 tile_pad_px=self.tiles.tile_pad_px,
                 tile_batch=self.tiles.tile_batch,
             )
@@ -151,9 +153,23 @@ class Upscaler:
         self._tile_cap = smaller
         return smaller
 
-    @property
-    def _itemsize(self) -> int:
-        return torch.empty((), dtype=self.dtype).element_size()
+    def device_bytes_per_input_pixel(self) -> int:
+        """Peak device bytes of one tile's launch per input pixel, measured once on the meta
+        device with this network's shape and number format: the model's cost that tile sizes
+        are planned with."""
+        if self._bytes_per_px is None:
+            with torch.device(META):
+                network = self.spec.build()
+            probe = Upscaler(network, self.spec, device=META, dtype=self.dtype)
+            side = PROBE_TILE_PX
+            # 16-bit input and the grey output path are the costliest variants of a launch.
+            tile = torch.zeros((1, self.spec.num_in_ch, side, side), dtype=torch.uint16)
+            peak = max(
+                peak_bytes(lambda luma=luma: probe._launch(tile, torch.uint16, luma))
+                for luma in (False, True)
+            )
+            self._bytes_per_px = -(-peak // (side * side))
+        return self._bytes_per_px
 
     def _memory_budget(self) -> int:
         if self.device.type == "cuda":

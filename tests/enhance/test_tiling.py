@@ -204,7 +204,7 @@ def test_automatic_tiles_follow_the_memory_budget(
         tiles=TileSettings(tile_px=None, tile_pad_px=spec.receptive_radius),
     )
     monkeypatch.setattr(
-        auto, "_memory_budget", lambda: 100 * 100 * spec.activation_bytes_per_input_pixel(4)
+        auto, "_memory_budget", lambda: 100 * 100 * auto.device_bytes_per_input_pixel()
     )
     result = auto.upscale(image)
     assert seen == [64]  # sqrt(budget / bytes_per_px) = 100, minus 2 x 18 context, 16-aligned
