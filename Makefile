@@ -5,7 +5,8 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-SHARED ?= ../shared
+# The shared weights and photos: AMP_SHARED_DIR, as the tests read it, else beside the checkout.
+SHARED ?= $(or $(AMP_SHARED_DIR),../shared)
 STAMP  := $(VENV)/.amp-installed
 
 # The official realesr-general-x4v3 weights are fetched with `amp models fetch`; offline, the
@@ -33,7 +34,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: setup
-	@test -n "$(DEMO_PHOTOS)" || { echo "no sample photos under $(SHARED)/faces"; exit 1; }
+	@test -n "$(DEMO_PHOTOS)" || { echo "no sample photos under $(SHARED)/faces:" \
+	  "put the shared folder beside this checkout or set AMP_SHARED_DIR=/path/to/shared"; exit 1; }
 	$(BIN)/amp enhance $(DEMO_PHOTOS) --out $(DEMO_OUT) --model $(DEMO_MODEL) --scale 2 \
 	  --path-template 'year={year}/month={month}/{filename}'
 	@echo "enhanced photos are under $(DEMO_OUT)/"
