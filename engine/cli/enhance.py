@@ -214,7 +214,6 @@ def enhance(
         tile_batch=tile_batch,
         tile_pad=tile_pad,
         pre_pad=pre_pad,
-        compile=compile_mode,
     )
     if json_output:
         print_json(_report_document(report, usage, settings))
@@ -257,6 +256,7 @@ def _run_here(
         "denoise": loaded.denoise,
         "device": str(torch_device),
         "precision": str(dtype).removeprefix("torch."),
+        "compile": upscaler.compile_mode or "off",
     }
     return report, meter.usage(), settings
 
@@ -298,6 +298,7 @@ def _run_on_ray(
         "denoise": report.denoise,
         "device": f"ray ({report.device}, {report.plan.actors if report.plan else 0} actors)",
         "precision": report.precision,
+        "compile": compile_mode or "off",  # as handed to every actor
     }
     return report, meter.usage(), settings
 

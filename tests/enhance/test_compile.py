@@ -8,6 +8,7 @@ import logging
 import pytest
 import torch
 import torch._inductor.config as inductor_config
+from torch._dynamo.utils import counters
 
 from engine.enhance.spec import NetworkSpec
 from engine.enhance.upscaler import TileSettings, Upscaler
@@ -20,7 +21,6 @@ SPEC = NetworkSpec("SRVGGNetCompact", 4, num_feat=8, num_conv=3)
 def _pair(compile_mode: str) -> tuple[Upscaler, Upscaler]:
     torch.manual_seed(0)
     network = SPEC.build().eval()
-    # Edge tiles are smaller: the compiled upscaler meets three tile shapes.
     tiles = TileSettings(tile_px=24, tile_pad_px=SPEC.receptive_radius)
     eager = Upscaler(network, SPEC, device=CPU, dtype=torch.float32, tiles=tiles)
     compiled_network = SPEC.build().eval()
@@ -36,12 +36,17 @@ def _pair(compile_mode: str) -> tuple[Upscaler, Upscaler]:
     return eager, compiled
 
 
-def test_compiled_network_gives_the_eager_pixels() -> None:
+def test_compiled_network_gives_the_eager_pixels_with_one_graph_per_tile_shape() -> None:
+    torch.compiler.reset()
+    counters.clear()
     eager, compiled = _pair("default")
     generator = torch.Generator().manual_seed(1)
-    for shape in [(3, 40, 56), (3, 40, 56), (3, 56, 40)]:
+    for shape in [(3, 48, 60), (3, 48, 60), (3, 60, 48)]:
         image = torch.rand(shape, generator=generator)
         assert (compiled.upscale(image) - eager.upscale(image)).abs().max().item() < 1e-5
+    # 24-px tiles with 5 px of context read 29x29, 29x34 and 29x17 pixels on a 48x60 image,
+    # 29x29, 34x29 and 17x29 on 60x48: five static graphs, none for the repeated size.
+    assert counters["stats"]["unique_graphs"] == 5
 
 
 def test_a_compiler_that_cannot_run_falls_back_to_eager(
