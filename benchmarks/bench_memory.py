@@ -27,7 +27,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.bench_enhance import NETWORKS  # noqa: E402
 from engine.device import resolve_dtype  # noqa: E402
 from engine.enhance.memory import META, peak_bytes  # noqa: E402
-from engine.enhance.tiling import plan_tiles, round_up  # noqa: E402
 from engine.enhance.upscaler import GPU_MEMORY_SHARE, TileSettings, Upscaler  # noqa: E402
 
 
@@ -43,6 +42,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     args = parser.parse_args()
     free_bytes = int((args.free_gb or args.gpu_gb - 1.0) * 1e9)
+    if free_bytes <= 0 or free_bytes > args.gpu_gb * 1e9:
+        parser.error("--free-gb must be more than 0 and at most --gpu-gb (and --gpu-gb over 1)")
     budget = int(free_bytes * GPU_MEMORY_SHARE)
     dtype = resolve_dtype(args.precision, torch.device("cuda"))
     tiles = TileSettings(tile_px=None, tile_pad_px=10, tile_batch=args.tile_batch)
@@ -52,20 +53,13 @@ def main() -> None:
     for name, spec in NETWORKS.items():
         with torch.device(META):
             upscaler = Upscaler(spec.build(), spec, device=META, dtype=dtype, tiles=tiles)
-        upscaler._memory_budget = lambda: budget  # the GPU described, not this machine
         per_px = per_pixel[name] = upscaler.device_bytes_per_input_pixel()
         for megapixels in args.megapixels:
             height = round((megapixels * 1e6 * 3 / 4) ** 0.5)  # 4:3, landscape
             width = round(megapixels * 1e6 / height)
-            tile_px = upscaler._initial_tile_px(height, width)
-            multiple = spec.size_multiple
-            plan = plan_tiles(
-                round_up(height, multiple),
-                round_up(width, multiple),
-                tile_px=round_up(tile_px, multiple) if tile_px else 0,
-                tile_pad_px=round_up(tiles.tile_pad_px, multiple),
-                scale=spec.scale,
-            )
+            # The budget of the GPU described, not of this machine.
+            tile_px = upscaler.tile_px_for(height, width, budget_bytes=budget)
+            _, _, plan = upscaler.plan(height, width, tile_px)
             read_h = max(t.read.height for t in plan)
             read_w = max(t.read.width for t in plan)
             batch = torch.zeros(

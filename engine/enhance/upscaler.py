@@ -113,20 +113,22 @@ class Upscaler:
         """
         if image.ndim != 3 or image.shape[0] != self.spec.num_in_ch:
             raise ValueError(f"expected ({self.spec.num_in_ch}, H, W), got {tuple(image.shape)}")
-        tile_px = self._initial_tile_px(image.shape[1], image.shape[2])
+        tile_px = self.tile_px_for(image.shape[1], image.shape[2])
         while True:
             try:
                 return self._upscale(image, tile_px, luma)
             except (torch.OutOfMemoryError, MemoryError) as exc:
                 tile_px = self._smaller_tile(tile_px, image.shape[1], image.shape[2], exc)
 
-    def _initial_tile_px(self, height: int, width: int) -> int:
+    def tile_px_for(self, height: int, width: int, *, budget_bytes: int | None = None) -> int:
+        """The tile a `height` x `width` image starts with (0: whole). Automatic tiles plan for
+        `budget_bytes`, by default a share of the device's free memory now."""
         tile_px = self.tiles.tile_px
         if tile_px is None:
             tile_px = choose_tile_px(
                 height + self.tiles.pre_pad_px,
                 width + self.tiles.pre_pad_px,
-                budget_bytes=self._memory_budget(),
+                budget_bytes=self._memory_budget() if budget_bytes is None else budget_bytes,
                 bytes_per_px=self.device_bytes_per_input_pixel(),
                 tile_pad_px=self.tiles.tile_pad_px,
                 tile_batch=self.tiles.tile_batch,
@@ -177,21 +179,25 @@ class Upscaler:
             return int(free * GPU_MEMORY_SHARE)
         return int(psutil.virtual_memory().available * HOST_MEMORY_SHARE)
 
-    def _upscale(self, image: torch.Tensor, tile_px: int, luma: bool) -> torch.Tensor:
-        _, height, width = image.shape
+    def plan(self, height: int, width: int, tile_px: int) -> tuple[int, int, list[Tile]]:
+        """The padded (height, width) the network sees and the tiles that cover it."""
         multiple = self.spec.size_multiple
         padded_h = round_up(height + self.tiles.pre_pad_px, multiple)
         padded_w = round_up(width + self.tiles.pre_pad_px, multiple)
-        padded = _pad_bottom_right(image, padded_h, padded_w)
-
         # Tile edges must fall on the pixel-unshuffle grid of RRDBNet x2/x1.
-        plan = plan_tiles(
+        tiles = plan_tiles(
             padded_h,
             padded_w,
             tile_px=round_up(tile_px, multiple) if tile_px else 0,
             tile_pad_px=round_up(self.tiles.tile_pad_px, multiple),
             scale=self.scale,
         )
+        return padded_h, padded_w, tiles
+
+    def _upscale(self, image: torch.Tensor, tile_px: int, luma: bool) -> torch.Tensor:
+        _, height, width = image.shape
+        padded_h, padded_w, plan = self.plan(height, width, tile_px)
+        padded = _pad_bottom_right(image, padded_h, padded_w)
         out_dtype = torch.float32 if image.is_floating_point() else image.dtype
         channels = 1 if luma else self.spec.num_out_ch
         s = self.scale

@@ -15,7 +15,6 @@ import torch
 
 from engine.enhance.memory import META, peak_bytes
 from engine.enhance.spec import NetworkSpec
-from engine.enhance.tiling import plan_tiles
 from engine.enhance.upscaler import GPU_MEMORY_SHARE, TileSettings, Upscaler
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -98,15 +97,14 @@ def test_a_100_megapixel_photo_fits_a_16_gb_gpu(name: str, monkeypatch: pytest.M
     tiles = TileSettings(tile_px=None, tile_pad_px=10, tile_batch=2)
     with torch.device(META):
         upscaler = Upscaler(spec.build(), spec, device=META, dtype=torch.float16, tiles=tiles)
-    free_bytes = 15e9
-    monkeypatch.setattr(upscaler, "_memory_budget", lambda: int(free_bytes * GPU_MEMORY_SHARE))
+    budget = int(15e9 * GPU_MEMORY_SHARE)
     height, width = 8660, 11547  # 100 MP, 4:3
-    tile_px = upscaler._initial_tile_px(height, width)
+    tile_px = upscaler.tile_px_for(height, width, budget_bytes=budget)
     assert tile_px >= 512  # large tiles: the context padding stays a small overhead
 
-    plan = plan_tiles(height, width, tile_px=tile_px, tile_pad_px=10, scale=spec.scale)
+    _, _, plan = upscaler.plan(height, width, tile_px)
     read = max(max(t.read.height, t.read.width) for t in plan)
     assert read <= tile_px + 20
     batch = torch.zeros((tiles.tile_batch, 3, read, read), dtype=torch.uint8)
     peak = peak_bytes(lambda: upscaler._launch(batch, torch.uint8, False))
-    assert peak <= free_bytes * GPU_MEMORY_SHARE
+    assert peak <= budget
